@@ -1,0 +1,27 @@
+"""Install the solov2 package (pure Python, no compiled extensions)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="solov2",
+    version="0.1.0",
+    description="SOLOv2 instance segmentation with Detectron2-style configs, training and evaluation",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(exclude=("tests", "tests.*", "configs", "tools", "demo", "datasets")),
+    install_requires=[
+        "torch>=2.0",
+        "torchvision>=0.15",
+        "fvcore>=0.1.5",
+        "iopath>=0.1.9",
+        "pycocotools>=2.0.2",
+        "opencv-python-headless>=4.5",
+        "numpy",
+        "pyyaml>=5.1",
+        "tensorboard",
+        "tqdm",
+    ],
+    extras_require={"dev": ["pytest>=7", "pytest-timeout"]},
+    include_package_data=True,
+)

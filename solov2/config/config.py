@@ -1,0 +1,69 @@
+"""CfgNode with `_BASE_` inheritance and error messages that name the offending key and file."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, List, Optional
+
+from fvcore.common.config import CfgNode as _FvCfgNode
+from iopath.common.file_io import g_pathmgr
+
+logger = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """Raised when a config file or override cannot be merged (unknown key, wrong type, bad file)."""
+
+
+class CfgNode(_FvCfgNode):
+    """fvcore's CfgNode whose merge errors say which key and which file are wrong."""
+
+    def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = True) -> None:
+        """Merge a YAML file (following `_BASE_` chains) into this config."""
+        if not g_pathmgr.exists(cfg_filename):
+            raise ConfigError(f"Config file '{cfg_filename}' does not exist.")
+        try:
+            loaded = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
+        except Exception as e:  # yaml syntax errors, missing _BASE_ files
+            raise ConfigError(f"Cannot read config file '{cfg_filename}': {e}") from e
+        loaded = type(self)(loaded)
+        try:
+            self.merge_from_other_cfg(loaded)
+        except (KeyError, ValueError, AssertionError) as e:
+            raise ConfigError(f"{_describe(e)} (in config file '{cfg_filename}')") from e
+
+    def merge_from_list(self, cfg_list: List[Any]) -> None:
+        """Merge KEY VALUE pairs, e.g. ["SOLVER.BASE_LR", "0.02"]."""
+        if len(cfg_list) % 2 != 0:
+            raise ConfigError(
+                f"Config overrides must be KEY VALUE pairs; got an odd number of items: {cfg_list}"
+            )
+        for key, value in zip(cfg_list[0::2], cfg_list[1::2]):
+            try:
+                super().merge_from_list([key, value])
+            except (KeyError, ValueError, AssertionError) as e:
+                raise ConfigError(f"{_describe(e)} (in command-line override '{key} {value}')") from e
+
+    def dump(self, *args: Any, **kwargs: Any) -> str:
+        """Return the config as a YAML string."""
+        return super().dump(*args, **kwargs)
+
+
+def _describe(e: BaseException) -> str:
+    """Turn yacs' terse KeyError/ValueError text into one readable sentence."""
+    msg = e.args[0] if e.args else str(e)
+    msg = str(msg)
+    if msg.startswith("Non-existent config key:"):
+        key = msg.split(":", 1)[1].strip()
+        return f"Unknown config key '{key}'"
+    return msg
+
+
+_DEFAULT: Optional[CfgNode] = None
+
+
+def get_cfg() -> CfgNode:
+    """Return a fresh copy of the default config (every key the project uses)."""
+    from .defaults import _C
+
+    return _C.clone()

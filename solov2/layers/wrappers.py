@@ -1,0 +1,48 @@
+"""Conv2d with optional norm and activation (the `conv.norm` parameter layout of Detectron2)."""
+
+from __future__ import annotations
+
+from typing import Callable, List, Optional
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class Conv2d(nn.Conv2d):
+    """nn.Conv2d followed by an optional `norm` module and `activation` callable."""
+
+    def __init__(self, *args, norm: Optional[nn.Module] = None, activation: Optional[Callable] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.norm = norm
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """conv -> norm -> activation."""
+        x = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if self.norm is not None:
+            x = self.norm(x)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+
+def cat(tensors: List[torch.Tensor], dim: int = 0) -> torch.Tensor:
+    """torch.cat that skips the copy for a single tensor."""
+    if len(tensors) == 1:
+        return tensors[0]
+    return torch.cat(tensors, dim)
+
+
+def c2_msra_fill(module: nn.Module) -> None:
+    """Kaiming-normal (fan_out, relu) weights and zero bias, as Caffe2's MSRAFill."""
+    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    if module.bias is not None:
+        nn.init.constant_(module.bias, 0)
+
+
+def c2_xavier_fill(module: nn.Module) -> None:
+    """Kaiming-uniform (a=1) weights and zero bias, as Caffe2's XavierFill."""
+    nn.init.kaiming_uniform_(module.weight, a=1)
+    if module.bias is not None:
+        nn.init.constant_(module.bias, 0)
