@@ -1,0 +1,38 @@
+"""Shared pytest fixtures: the ../shared test data, a temporary datasets root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+# Two cores: keep intra-op threads bounded so parallel work does not thrash.
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path to ../shared/data; skips the test when it is not there."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared test data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def reference_state_dict_shapes(shared_data: Path) -> dict:
+    """{name: shape tuple} of the published R50_3x checkpoint, from ../shared/data."""
+    path = shared_data / "reference_state_dict_R50_3x.txt"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    shapes = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, shape = line.split(" ", 1)
+        shapes[name] = tuple(int(s) for s in shape.strip("() ").split(",") if s.strip())
+    return shapes
