@@ -1,0 +1,239 @@
+#!/usr/bin/env python
+"""SOLOv2 demo: run a model on images, folders, globs, a video or a webcam and draw the masks.
+
+  python demo/demo.py --config-file configs/SOLOv2/R50_3x.yaml --input img1.jpg photos/ "more/*.png" \
+      --output out/ --opts MODEL.WEIGHTS SOLOv2_R50_3x.pth
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any, List, Optional
+
+import cv2
+import numpy as np
+import tqdm
+
+from solov2.config import get_cfg
+from solov2.data import MetadataCatalog
+from solov2.data.detection_utils import read_image
+from solov2.engine.predictor import DefaultPredictor
+from solov2.evaluation.coco_evaluation import instances_to_coco_json
+from solov2.evaluation.coco_conversion import contiguous_to_dataset_id_map
+from solov2.utils.logger import setup_logger
+from solov2.utils.visualizer import Visualizer
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+WINDOW_NAME = "SOLOv2"
+
+
+def setup_cfg(args: argparse.Namespace):
+    """Config from --config-file and --opts, with the score threshold set from --confidence-threshold."""
+    cfg = get_cfg()
+    if args.config_file:
+        cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    # Keep every candidate above the drawing threshold (and no lower, to save time).
+    cfg.MODEL.SOLOV2.SCORE_THR = min(cfg.MODEL.SOLOV2.SCORE_THR, args.confidence_threshold)
+    cfg.freeze()
+    return cfg
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """The demo's command line (Detectron2's demo flags plus --json)."""
+    parser = argparse.ArgumentParser(description="SOLOv2 demo")
+    parser.add_argument("--config-file", default="configs/quickstart/shapes_R18.yaml", metavar="FILE")
+    parser.add_argument("--webcam", action="store_true", help="Take input from the webcam.")
+    parser.add_argument("--video-input", help="Path to a video file.")
+    parser.add_argument("--input", nargs="+", help="Image files, folders or glob patterns.")
+    parser.add_argument("--output", help="A folder for the results, or a file name when there is a single input.")
+    parser.add_argument("--confidence-threshold", type=float, default=0.5, help="Minimum score to draw.")
+    parser.add_argument("--json", action="store_true", help="Also write the predictions as COCO-style JSON.")
+    parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="KEY VALUE config overrides.")
+    return parser
+
+
+def expand_inputs(patterns: List[str]) -> List[str]:
+    """Expand folders (their images) and globs; plain names are kept even if missing (reported later)."""
+    files: List[str] = []
+    for p in patterns:
+        if os.path.isdir(p):
+            files.extend(sorted(os.path.join(p, f) for f in os.listdir(p) if f.lower().endswith(IMAGE_EXTENSIONS)))
+        elif any(ch in p for ch in "*?["):
+            files.extend(sorted(glob.glob(os.path.expanduser(p), recursive=True)))
+        else:
+            files.append(p)
+    return files
+
+
+def _metadata(cfg) -> Any:
+    names = list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN)
+    for name in names:
+        try:
+            return MetadataCatalog.get(name)
+        except Exception:  # an unknown dataset name only costs us the class names
+            continue
+    return None
+
+
+class Demo:
+    """Runs the predictor and draws its output."""
+
+    def __init__(self, cfg, confidence_threshold: float) -> None:
+        self.predictor = DefaultPredictor(cfg)
+        self.metadata = _metadata(cfg)
+        self.threshold = confidence_threshold
+        self.input_format = cfg.INPUT.FORMAT
+
+    def run(self, image_bgr: np.ndarray):
+        """Predict on one BGR image; returns (kept instances, RGB visualisation)."""
+        predictions = self.predictor(image_bgr)
+        instances = predictions["instances"].to("cpu")
+        instances = instances[instances.scores >= self.threshold]
+        vis = Visualizer(image_bgr[:, :, ::-1], self.metadata).draw_instance_predictions(instances)
+        return instances, vis
+
+    def to_json(self, instances, file_name: str) -> List[dict]:
+        """COCO-style results for one image, with dataset category ids and names."""
+        results = instances_to_coco_json(instances, os.path.basename(file_name))
+        id_map = contiguous_to_dataset_id_map(self.metadata) if self.metadata is not None else None
+        names = getattr(self.metadata, "thing_classes", None) if self.metadata is not None else None
+        for r in results:
+            k = r["category_id"]
+            r["category_name"] = names[k] if names is not None and k < len(names) else f"class {k}"
+            if id_map:
+                r["category_id"] = id_map.get(k, k)
+            r["file_name"] = file_name
+        return results
+
+
+def _output_path(output: str, path: str, n_inputs: int, ext: Optional[str] = None) -> str:
+    if n_inputs == 1 and not output.endswith(os.sep) and os.path.splitext(output)[1] and not os.path.isdir(output):
+        out = output
+    else:
+        os.makedirs(output, exist_ok=True)
+        out = os.path.join(output, os.path.basename(path))
+    if ext is not None:
+        out = os.path.splitext(out)[0] + ext
+    return out
+
+
+def run_images(demo: Demo, files: List[str], args: argparse.Namespace, logger: logging.Logger) -> int:
+    """Process image files; returns the number that failed."""
+    failures: List[str] = []
+    for path in tqdm.tqdm(files, disable=len(files) < 2, desc="images"):
+        try:
+            img = read_image(path, format="BGR")
+        except Exception as e:  # unreadable input: report by name, keep going
+            logger.error(f"Skipping '{path}': {e}")
+            failures.append(path)
+            continue
+        start = time.perf_counter()
+        instances, vis = demo.run(img)
+        logger.info(f"{path}: {len(instances)} instances in {time.perf_counter() - start:.2f}s")
+        if args.output:
+            out = _output_path(args.output, path, len(files))
+            if not os.path.splitext(out)[1]:
+                out += ".png"
+            os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+            if not cv2.imwrite(out, vis[:, :, ::-1]):
+                logger.error(f"Could not write '{out}'")
+                failures.append(path)
+                continue
+            if args.json:
+                with open(os.path.splitext(out)[0] + ".json", "w") as f:
+                    json.dump(demo.to_json(instances, path), f)
+        else:
+            try:
+                cv2.imshow(WINDOW_NAME, vis[:, :, ::-1])
+                if cv2.waitKey(0) == 27:
+                    break
+            except cv2.error:
+                logger.error("This OpenCV build has no GUI (opencv-python-headless): pass --output to save results.")
+                return len(files)
+    if failures:
+        logger.error(f"{len(failures)} of {len(files)} inputs failed: {', '.join(failures)}")
+    return len(failures)
+
+
+def run_video(demo: Demo, source: Any, args: argparse.Namespace, logger: logging.Logger) -> int:
+    """Process a video file (to .mp4 at the source frame rate) or a webcam (to a window)."""
+    cap = cv2.VideoCapture(source)
+    if not cap.isOpened():
+        logger.error(f"Cannot open video input '{source}'")
+        return 1
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    writer = None
+    out_path = None
+    if args.output and not args.webcam:
+        out_path = _output_path(args.output, str(source), 1, ext=".mp4")
+    frames = 0
+    try:
+        for _ in tqdm.tqdm(iter(int, 1), total=total, desc="frames"):
+            ok, frame = cap.read()
+            if not ok:
+                break
+            _, vis = demo.run(frame)
+            vis_bgr = np.ascontiguousarray(vis[:, :, ::-1])
+            if out_path is not None:
+                if writer is None:
+                    h, w = vis_bgr.shape[:2]
+                    writer = cv2.VideoWriter(out_path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h), True)
+                writer.write(vis_bgr)
+            else:
+                try:
+                    cv2.imshow(WINDOW_NAME, vis_bgr)
+                    if cv2.waitKey(1) == 27:
+                        break
+                except cv2.error:
+                    logger.error("This OpenCV build has no GUI (opencv-python-headless): "
+                                 "--webcam needs opencv-python; for a video file pass --output.")
+                    return 1
+            frames += 1
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+    logger.info(f"Processed {frames} frames" + (f" -> {out_path}" if out_path else ""))
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = get_parser().parse_args(argv)
+    logger = setup_logger(name="solov2")
+    setup_logger(name="demo")
+    logger.info(f"Arguments: {args}")
+    cfg = setup_cfg(args)
+    if not cfg.MODEL.WEIGHTS:
+        logger.warning("MODEL.WEIGHTS is empty: the model is RANDOMLY INITIALISED and its predictions mean nothing. "
+                       "Pass --opts MODEL.WEIGHTS path/to/model.pth")
+    demo = Demo(cfg, args.confidence_threshold)
+    if args.input:
+        files = expand_inputs(args.input)
+        if not files:
+            logger.error(f"No input images found for {args.input}")
+            return 1
+        failed = run_images(demo, files, args, logger)
+        print(f"Done: {len(files) - failed} succeeded, {failed} failed")
+        return 1 if failed else 0
+    if args.webcam:
+        return run_video(demo, 0, args, logger)
+    if args.video_input:
+        if not os.path.isfile(args.video_input):
+            logger.error(f"Video input '{args.video_input}' does not exist")
+            return 1
+        return run_video(demo, args.video_input, args, logger)
+    logger.error("Nothing to do: pass --input, --video-input or --webcam")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
