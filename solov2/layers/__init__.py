@@ -8,3 +8,8 @@ from .shape_spec import ShapeSpec
 from .wrappers import Conv2d, c2_msra_fill, c2_xavier_fill, cat
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]
+
+from .losses import dice_loss  # noqa: E402
+from .nms import mask_nms, matrix_nms, point_nms  # noqa: E402
+
+__all__ += ["dice_loss", "mask_nms", "matrix_nms", "point_nms"]
