@@ -1,0 +1,191 @@
+"""Data loaders for training and inference, and config-driven dataset registration."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.utils.data as torchdata
+
+from ..utils import comm
+from .catalog import DatasetCatalog, MetadataCatalog
+from .dataset_mapper import DatasetMapper
+from .datasets.coco import register_coco_instances
+from .detection_utils import filter_empty_annotations
+from .samplers import InferenceSampler, TrainingSampler
+
+logger = logging.getLogger(__name__)
+
+
+def get_detection_dataset_dicts(names: Sequence[str], filter_empty: bool = True) -> List[Dict[str, Any]]:
+    """Concatenate the dataset dicts of `names`, optionally dropping images without usable annotations."""
+    if isinstance(names, str):
+        names = [names]
+    if len(names) == 0:
+        raise ValueError("No dataset given: set DATASETS.TRAIN / DATASETS.TEST")
+    dicts: List[Dict[str, Any]] = []
+    for name in names:
+        d = DatasetCatalog.get(name)
+        if len(d) == 0:
+            raise ValueError(f"Dataset '{name}' is empty")
+        dicts.extend(d)
+    if filter_empty:
+        dicts = filter_empty_annotations(dicts)
+        if not dicts:
+            raise ValueError(f"No image of {list(names)} has a usable annotation")
+    return dicts
+
+
+class MapDataset(torchdata.Dataset):
+    """Applies `mapper` to a list; when it returns None (skipped image), another index is used instead."""
+
+    def __init__(self, items: List[Any], mapper: Callable[[Any], Any]) -> None:
+        self.items = items
+        self.mapper = mapper
+        self._rng = random.Random(42)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, idx: int) -> Any:
+        for _ in range(max(3, len(self.items))):
+            out = self.mapper(self.items[idx])
+            if out is not None:
+                return out
+            idx = self._rng.randrange(len(self.items))
+        raise RuntimeError("Too many unreadable images in a row: check the dataset")
+
+
+class _SkippingDataset(torchdata.Dataset):
+    """For inference: items the mapper rejects come back as None and are dropped by the collator."""
+
+    def __init__(self, items: List[Any], mapper: Callable[[Any], Any]) -> None:
+        self.items = items
+        self.mapper = mapper
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, idx: int) -> Any:
+        return self.mapper(self.items[idx])
+
+
+class _MappedStream(torchdata.IterableDataset):
+    """(sampler -> dataset) as an iterable, batched with aspect-ratio grouping when asked."""
+
+    def __init__(self, dataset: torchdata.Dataset, sampler: TrainingSampler, batch_size: int, group: bool) -> None:
+        self.dataset = dataset
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.group = group
+
+    def __iter__(self):
+        info = torchdata.get_worker_info()
+        indices = iter(self.sampler)
+        if info is not None and info.num_workers > 1:
+            # Each worker takes its own slice of this rank's stream.
+            indices = (i for k, i in enumerate(indices) if k % info.num_workers == info.id)
+        buckets: List[List[Any]] = [[], []]
+        for idx in indices:
+            d = self.dataset[idx]
+            b = buckets[int(d["image"].shape[-1] > d["image"].shape[-2])] if self.group else buckets[0]
+            b.append(d)
+            if len(b) == self.batch_size:
+                yield b[:]
+                del b[:]
+
+
+def trivial_batch_collator(batch: List[Any]) -> List[Any]:
+    """Batches are plain lists of dicts; None (skipped images) is dropped."""
+    return [b for b in batch if b is not None]
+
+
+def worker_init_reset_seed(worker_id: int) -> None:
+    """Give every worker its own numpy/random/torch seed (derived from torch's per-worker seed)."""
+    seed = (torch.initial_seed() + worker_id) % 2**31
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def build_detection_train_loader(cfg, mapper: Optional[Callable] = None) -> torchdata.DataLoader:
+    """Infinite training loader; each rank gets SOLVER.IMS_PER_BATCH // world_size images per batch."""
+    world = comm.get_world_size()
+    total = cfg.SOLVER.IMS_PER_BATCH
+    if total % world != 0:
+        raise ValueError(f"SOLVER.IMS_PER_BATCH ({total}) must be divisible by the number of processes ({world})")
+    dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
+    mapper = mapper if mapper is not None else DatasetMapper(cfg, True)
+    dataset = MapDataset(dicts, mapper)
+    if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
+        raise ValueError(f"DATALOADER.SAMPLER_TRAIN '{cfg.DATALOADER.SAMPLER_TRAIN}' is not supported; use TrainingSampler")
+    seed = cfg.SEED if cfg.SEED >= 0 else None
+    sampler = TrainingSampler(len(dataset), seed=seed)
+    stream = _MappedStream(dataset, sampler, total // world, cfg.DATALOADER.ASPECT_RATIO_GROUPING)
+    return torchdata.DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+        worker_init_fn=worker_init_reset_seed,
+        persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0,
+    )
+
+
+def build_detection_test_loader(cfg, dataset_name: str, mapper: Optional[Callable] = None) -> torchdata.DataLoader:
+    """Loader over `dataset_name` with batch size 1, each image on exactly one rank, in order."""
+    dicts = get_detection_dataset_dicts([dataset_name], filter_empty=False)
+    mapper = mapper if mapper is not None else DatasetMapper(cfg, False)
+    dataset = _SkippingDataset(dicts, mapper)
+    return torchdata.DataLoader(
+        dataset,
+        batch_size=1,
+        sampler=InferenceSampler(len(dataset)),
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+        collate_fn=trivial_batch_collator,
+    )
+
+
+def register_datasets_from_cfg(cfg) -> List[str]:
+    """Register every (name, json_file, image_root) of DATASETS.COCO_INSTANCES; idempotent. Returns the names."""
+    names = []
+    for entry in cfg.DATASETS.COCO_INSTANCES:
+        if len(entry) != 3:
+            raise ValueError(
+                f"DATASETS.COCO_INSTANCES entries must be (name, json_file, image_root), got {tuple(entry)}"
+            )
+        name, json_file, image_root = (str(x) for x in entry)
+        if name in DatasetCatalog:
+            meta = MetadataCatalog.get(name)
+            if meta.get("json_file") != json_file or meta.get("image_root") != image_root:
+                raise ValueError(
+                    f"Dataset '{name}' is already registered with json_file={meta.get('json_file')!r}, "
+                    f"image_root={meta.get('image_root')!r}; DATASETS.COCO_INSTANCES gives {json_file!r}, "
+                    f"{image_root!r}. Use another name."
+                )
+        else:
+            register_coco_instances(name, {}, json_file, image_root)
+        names.append(name)
+    return names
+
+
+def check_num_classes(cfg) -> None:
+    """Stop early when MODEL.SOLOV2.NUM_CLASSES disagrees with the first training dataset's classes."""
+    if not cfg.DATASETS.TRAIN:
+        return
+    name = cfg.DATASETS.TRAIN[0]
+    meta = MetadataCatalog.get(name)
+    classes = meta.get("thing_classes")
+    if classes is None:
+        DatasetCatalog.get(name)  # loading fills the metadata
+        classes = meta.get("thing_classes")
+    if classes is None:
+        return
+    n = cfg.MODEL.SOLOV2.NUM_CLASSES
+    if n != len(classes):
+        raise ValueError(
+            f"MODEL.SOLOV2.NUM_CLASSES is {n} but the training dataset '{name}' has {len(classes)} classes "
+            f"({', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''}). "
+            f"Set MODEL.SOLOV2.NUM_CLASSES {len(classes)} in the config or on the command line."
+        )

@@ -1,0 +1,164 @@
+"""COCO-format instance annotations -> dataset dicts, and one-line registration of such datasets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Dict, List, Optional
+
+from ...utils.file_io import PathManager
+from ..catalog import DatasetCatalog, MetadataCatalog
+
+logger = logging.getLogger(__name__)
+
+BACKGROUND_NAMES = ("_background_", "__background__", "background")
+
+# Detectron2's BoxMode.XYWH_ABS: COCO's box layout.
+BOXMODE_XYWH_ABS = 1
+
+
+class DatasetFormatError(ValueError):
+    """A COCO file that cannot be used as it is; the message names the file and the culprit."""
+
+
+def _thing_categories(cats: List[Dict[str, Any]], used_ids: set, json_file: str) -> List[Dict[str, Any]]:
+    """Categories that are real classes: a labelme-style background category used by no annotation is dropped."""
+    keep = []
+    for c in sorted(cats, key=lambda c: c["id"]):
+        if str(c.get("name", "")).strip().lower() in BACKGROUND_NAMES and c["id"] not in used_ids:
+            logger.info(f"{json_file}: category {c['id']} '{c['name']}' is a background placeholder; not a class")
+            continue
+        keep.append(c)
+    return keep
+
+
+def _valid_segmentation(segm: Any) -> bool:
+    """False for polygons with fewer than 3 points (and empty lists); RLE dicts are validated by area."""
+    if isinstance(segm, dict):
+        return "counts" in segm and "size" in segm
+    if isinstance(segm, list):
+        polys = [p for p in segm if isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0]
+        return len(polys) > 0
+    return False
+
+
+def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] = None) -> List[Dict[str, Any]]:
+    """Load a COCO instances json into Detectron2-style dataset dicts with contiguous category ids.
+
+    Category ids of any kind (non-contiguous, from 0, a `_background_` placeholder) map to 0..K-1 in id order.
+    With `dataset_name`, its metadata gets thing_classes, thing_dataset_id_to_contiguous_id, json_file, image_root.
+    """
+    if not PathManager.isfile(json_file):
+        raise FileNotFoundError(f"COCO annotation file '{json_file}' does not exist")
+    with PathManager.open(json_file, "r") as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise DatasetFormatError(f"'{json_file}' is not valid JSON: {e}") from e
+    for key in ("images", "categories"):
+        if key not in data:
+            raise DatasetFormatError(f"'{json_file}' has no '{key}' list: is it a COCO instances file?")
+    anns = data.get("annotations", [])
+    images = {}
+    for img in data["images"]:
+        if img["id"] in images:
+            raise DatasetFormatError(f"'{json_file}': duplicate image id {img['id']}")
+        images[img["id"]] = img
+    cat_ids = {c["id"] for c in data["categories"]}
+    used = {a.get("category_id") for a in anns}
+    cats = _thing_categories(data["categories"], used, json_file)
+    id_map = {c["id"]: i for i, c in enumerate(cats)}
+
+    per_image: Dict[Any, List[Dict[str, Any]]] = {i: [] for i in images}
+    seen_ann_ids = set()
+    dropped: List[Any] = []
+    for a in anns:
+        aid = a.get("id")
+        if aid in seen_ann_ids:
+            raise DatasetFormatError(f"'{json_file}': annotation id {aid} appears more than once")
+        seen_ann_ids.add(aid)
+        if a.get("image_id") not in images:
+            raise DatasetFormatError(f"'{json_file}': annotation {aid} refers to unknown image id {a.get('image_id')}")
+        if a.get("category_id") not in cat_ids:
+            raise DatasetFormatError(
+                f"'{json_file}': annotation {aid} has unknown category id {a.get('category_id')} "
+                f"(categories: {sorted(cat_ids)})"
+            )
+        segm = a.get("segmentation")
+        bbox = a.get("bbox")
+        area = float(a.get("area", 1) or 0)
+        degenerate = segm is None or not _valid_segmentation(segm) or area <= 0
+        if bbox is not None and len(bbox) == 4 and (bbox[2] <= 0 or bbox[3] <= 0):
+            degenerate = True
+        if degenerate:
+            dropped.append(aid)
+            continue
+        obj = {
+            "id": aid,
+            "iscrowd": int(a.get("iscrowd", 0)),
+            "category_id": id_map[a["category_id"]],
+            "segmentation": segm,
+            "area": area,
+        }
+        if bbox is not None:
+            obj["bbox"] = [float(x) for x in bbox]
+            obj["bbox_mode"] = BOXMODE_XYWH_ABS
+        per_image[a["image_id"]].append(obj)
+    if dropped:
+        logger.warning(
+            f"{json_file}: dropped {len(dropped)} degenerate annotation(s) (polygons with < 3 points, zero area "
+            f"or empty boxes), ids: {dropped[:10]}{' ...' if len(dropped) > 10 else ''}"
+        )
+
+    dataset = []
+    missing = []
+    for img_id, img in images.items():
+        file_name = os.path.join(image_root, img["file_name"])
+        if not PathManager.exists(file_name):
+            missing.append(file_name)
+            continue
+        dataset.append({
+            "file_name": file_name,
+            "height": int(img["height"]),
+            "width": int(img["width"]),
+            "image_id": img_id,
+            "annotations": per_image[img_id],
+        })
+    if missing:
+        raise FileNotFoundError(
+            f"'{json_file}': {len(missing)} image file(s) not found under image_root '{image_root}', "
+            f"e.g. '{missing[0]}'"
+        )
+    n_inst = sum(len(d["annotations"]) for d in dataset)
+    logger.info(f"Loaded {len(dataset)} images with {n_inst} instances from {json_file}")
+    if dataset_name is not None:
+        meta = MetadataCatalog.get(dataset_name)
+        meta.set(
+            thing_classes=[c["name"] for c in cats],
+            thing_dataset_id_to_contiguous_id=id_map,
+            json_file=json_file,
+            image_root=image_root,
+            evaluator_type="coco",
+        )
+    return dataset
+
+
+def register_coco_instances(name: str, metadata: Dict[str, Any], json_file: str, image_root: str) -> None:
+    """Register a COCO-format instances dataset under `name` (loaded lazily on first use)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError("register_coco_instances needs a dataset name")
+    DatasetCatalog.register(name, lambda: load_coco_json(json_file, image_root, name))
+    meta = MetadataCatalog.get(name)
+    meta.set(json_file=json_file, image_root=image_root, evaluator_type="coco", **metadata)
+    # Class names are needed before the data is first loaded (model size, demo labels): read them now.
+    if PathManager.isfile(json_file) and "thing_classes" not in metadata:
+        try:
+            with PathManager.open(json_file, "r") as f:
+                data = json.load(f)
+            cats = _thing_categories(data.get("categories", []),
+                                     {a.get("category_id") for a in data.get("annotations", [])}, json_file)
+            meta.set(thing_classes=[c["name"] for c in cats],
+                     thing_dataset_id_to_contiguous_id={c["id"]: i for i, c in enumerate(cats)})
+        except (json.JSONDecodeError, KeyError, TypeError):
+            pass  # the loader reports a broken file with its full error when the data is used
