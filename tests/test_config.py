@@ -1,0 +1,87 @@
+"""Config system: defaults, _BASE_ inheritance, overrides, and error messages naming key and file."""
+
+from pathlib import Path
+
+import pytest
+
+from solov2.config import ConfigError, get_cfg
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_have_published_solov2_keys():
+    cfg = get_cfg()
+    s = cfg.MODEL.SOLOV2
+    assert s.NUM_GRIDS == [40, 36, 24, 16, 12]
+    assert s.FPN_SCALE_RANGES == ((1, 96), (48, 192), (96, 384), (192, 768), (384, 2048))
+    assert s.FPN_INSTANCE_STRIDES == [8, 8, 16, 32, 32]
+    assert (s.NUM_KERNELS, s.NUM_MASKS, s.MASK_CHANNELS, s.INSTANCE_CHANNELS) == (256, 256, 128, 512)
+    assert (s.SCORE_THR, s.UPDATE_THR, s.MASK_THR, s.NMS_PRE, s.MAX_PER_IMG) == (0.1, 0.05, 0.5, 500, 100)
+    assert (s.LOSS.FOCAL_ALPHA, s.LOSS.FOCAL_GAMMA, s.LOSS.DICE_WEIGHT) == (0.25, 2.0, 3.0)
+    for key in ["MODEL", "INPUT", "DATASETS", "DATALOADER", "SOLVER", "TEST", "OUTPUT_DIR", "SEED", "VERSION"]:
+        assert key in cfg
+
+
+def test_base_inheritance_and_overrides(tmp_path):
+    (tmp_path / "base.yaml").write_text("SOLVER:\n  BASE_LR: 0.5\n  STEPS: (10, 20)\nMODEL:\n  SOLOV2:\n    NUM_CLASSES: 7\n")
+    (tmp_path / "mid.yaml").write_text('_BASE_: "base.yaml"\nSOLVER:\n  MAX_ITER: 30\n')
+    (tmp_path / "top.yaml").write_text('_BASE_: "mid.yaml"\nSOLVER:\n  BASE_LR: 0.25\n')
+    cfg = get_cfg()
+    cfg.merge_from_file(str(tmp_path / "top.yaml"))
+    assert cfg.SOLVER.BASE_LR == 0.25  # child wins
+    assert cfg.SOLVER.MAX_ITER == 30 and cfg.SOLVER.STEPS == (10, 20)
+    assert cfg.MODEL.SOLOV2.NUM_CLASSES == 7
+    cfg.merge_from_list(["MODEL.SOLOV2.NUM_GRIDS", "[10, 8]", "OUTPUT_DIR", "out/x"])
+    assert cfg.MODEL.SOLOV2.NUM_GRIDS == [10, 8] and cfg.OUTPUT_DIR == "out/x"
+
+
+def test_unknown_key_error_names_key_and_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("MODEL:\n  SOLOV2:\n    NUM_GRIDZ: [1]\n")
+    with pytest.raises(ConfigError) as e:
+        get_cfg().merge_from_file(str(bad))
+    assert "MODEL.SOLOV2.NUM_GRIDZ" in str(e.value) and str(bad) in str(e.value)
+    with pytest.raises(ConfigError, match="SOLVER.BASE_LRR"):
+        get_cfg().merge_from_list(["SOLVER.BASE_LRR", "1.0"])
+
+
+def test_wrong_type_and_odd_overrides(tmp_path):
+    bad = tmp_path / "t.yaml"
+    bad.write_text("SOLVER:\n  MAX_ITER: 'many'\n")
+    with pytest.raises(ConfigError) as e:
+        get_cfg().merge_from_file(str(bad))
+    assert "SOLVER.MAX_ITER" in str(e.value) and str(bad) in str(e.value)
+    with pytest.raises(ConfigError, match="KEY VALUE"):
+        get_cfg().merge_from_list(["SOLVER.MAX_ITER"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        get_cfg().merge_from_file(str(tmp_path / "missing.yaml"))
+
+
+def test_published_yaml_loads_unchanged(tmp_path):
+    # Text in the form the published Detectron2-based SOLOv2 release ships (tuples written as strings).
+    (tmp_path / "Base-SOLOv2.yaml").write_text(
+        'MODEL:\n  META_ARCHITECTURE: "SOLOv2"\n  MASK_ON: True\n  BACKBONE:\n    NAME: "build_resnet_fpn_backbone"\n'
+        '  RESNETS:\n    OUT_FEATURES: ["res2", "res3", "res4", "res5"]\n  FPN:\n    IN_FEATURES: ["res2", "res3", "res4", "res5"]\n'
+        'DATASETS:\n  TRAIN: ("coco_2017_train",)\n  TEST: ("coco_2017_val",)\nSOLVER:\n  IMS_PER_BATCH: 16\n'
+        '  BASE_LR: 0.01\n  WARMUP_FACTOR: 0.01\n  WARMUP_ITERS: 1000\n  STEPS: (60000, 80000)\n  MAX_ITER: 90000\n'
+        'INPUT:\n  MIN_SIZE_TRAIN: (640, 672, 704, 736, 768, 800)\n  MASK_FORMAT: "bitmask"\nVERSION: 2\n'
+    )
+    (tmp_path / "R50_3x.yaml").write_text(
+        '_BASE_: "Base-SOLOv2.yaml"\nMODEL:\n  WEIGHTS: "detectron2://ImageNetPretrained/MSRA/R-50.pkl"\n'
+        '  RESNETS:\n    DEPTH: 50\nSOLVER:\n  STEPS: (210000, 250000)\n  MAX_ITER: 270000\n'
+    )
+    cfg = get_cfg()
+    cfg.merge_from_file(str(tmp_path / "R50_3x.yaml"))
+    assert cfg.SOLVER.STEPS == (210000, 250000) and cfg.INPUT.MIN_SIZE_TRAIN[0] == 640
+    assert cfg.DATASETS.TRAIN == ("coco_2017_train",)
+
+
+def test_repo_configs_match_published_schedule():
+    cfg = get_cfg()
+    cfg.merge_from_file(str(REPO / "configs/SOLOv2/R50_3x.yaml"))
+    assert cfg.SOLVER.STEPS == (210000, 250000) and cfg.SOLVER.MAX_ITER == 270000
+    assert cfg.SOLVER.IMS_PER_BATCH == 16 and cfg.SOLVER.BASE_LR == 0.01 and cfg.SOLVER.WARMUP_ITERS == 1000
+    assert cfg.INPUT.MASK_FORMAT == "bitmask" and cfg.MODEL.RESNETS.DEPTH == 50
+    cfg = get_cfg()
+    cfg.merge_from_file(str(REPO / "configs/SOLOv2/R101_3x.yaml"))
+    assert cfg.MODEL.RESNETS.DEPTH == 101
