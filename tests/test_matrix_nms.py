@@ -1,0 +1,116 @@
+"""Matrix NMS, point NMS and mask NMS against direct loop implementations of their definitions."""
+
+import math
+
+import pytest
+import torch
+
+from solov2.layers import mask_nms, matrix_nms, point_nms
+
+
+def _loop_matrix_nms(labels, masks, scores, kernel, sigma):
+    """The paper's formula, one pair at a time (masks sorted by descending score)."""
+    n = len(labels)
+    m = [masks[i].flatten().float() for i in range(n)]
+    area = [float(x.sum()) for x in m]
+
+    def iou(i, j):
+        if labels[i] != labels[j]:
+            return 0.0
+        inter = float((m[i] * m[j]).sum())
+        return inter / (area[i] + area[j] - inter)
+
+    f = (lambda x: math.exp(-sigma * x * x)) if kernel == "gaussian" else (lambda x: 1 - x)
+    comp = [max([iou(k, i) for k in range(i)], default=0.0) for i in range(n)]
+    out = []
+    for j in range(n):
+        decay = min([f(iou(i, j)) / f(comp[i]) for i in range(j)], default=1.0)
+        out.append(float(scores[j]) * decay)
+    return torch.tensor(out)
+
+
+def _random_case(seed, n=12, size=16):
+    g = torch.Generator().manual_seed(seed)
+    masks = torch.zeros(n, size, size, dtype=torch.bool)
+    for i in range(n):
+        y, x = torch.randint(0, size - 4, (2,), generator=g).tolist()
+        h, w = torch.randint(3, 9, (2,), generator=g).tolist()
+        masks[i, y : y + h, x : x + w] = True
+    masks[5] = masks[3]  # identical masks (IoU 1)
+    labels = torch.randint(0, 3, (n,), generator=g)
+    labels[5] = labels[3]
+    scores = torch.rand(n, generator=g).sort(descending=True).values
+    scores[4] = scores[3]  # a tie in score
+    return labels, masks, scores
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "linear"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matrix_nms_matches_formula(kernel, seed):
+    labels, masks, scores = _random_case(seed)
+    areas = masks.flatten(1).sum(1).float()
+    got = matrix_nms(labels, masks, areas, scores.clone(), kernel=kernel, sigma=2.0)
+    if kernel == "linear":
+        # (1 - x) / (1 - comp) is inf where comp == 1; the formula's min still picks the finite terms
+        want = _loop_matrix_nms_safe(labels, masks, scores)
+    else:
+        want = _loop_matrix_nms(labels, masks, scores, kernel, 2.0)
+    assert torch.allclose(got, want, atol=1e-6)
+    assert torch.all(got <= scores + 1e-7)
+    assert got[0] == scores[0]  # the top mask is never decayed
+
+
+def _loop_matrix_nms_safe(labels, masks, scores):
+    n = len(labels)
+    m = [masks[i].flatten().float() for i in range(n)]
+    area = [float(x.sum()) for x in m]
+
+    def iou(i, j):
+        if labels[i] != labels[j]:
+            return 0.0
+        inter = float((m[i] * m[j]).sum())
+        return inter / (area[i] + area[j] - inter)
+
+    comp = [max([iou(k, i) for k in range(i)], default=0.0) for i in range(n)]
+    out = []
+    for j in range(n):
+        vals = [(1 - iou(i, j)) / (1 - comp[i]) if comp[i] < 1 else float("inf") for i in range(j)]
+        out.append(float(scores[j]) * min(vals, default=1.0))
+    return torch.tensor(out)
+
+
+def test_matrix_nms_classes_do_not_interact():
+    masks = torch.ones(2, 4, 4, dtype=torch.bool)
+    scores = torch.tensor([0.9, 0.8])
+    areas = torch.full((2,), 16.0)
+    same = matrix_nms(torch.tensor([1, 1]), masks, areas, scores.clone())
+    diff = matrix_nms(torch.tensor([1, 2]), masks, areas, scores.clone())
+    assert torch.allclose(diff, scores)
+    assert math.isclose(float(same[1]), 0.8 * math.exp(-2.0), rel_tol=1e-6)
+
+
+def test_point_nms_keeps_local_maxima_only():
+    heat = torch.tensor([[[[0.1, 0.9, 0.2], [0.3, 0.4, 0.8], [0.7, 0.6, 0.5]]]])
+    out = point_nms(heat)
+    want = torch.zeros_like(heat)
+    h = heat[0, 0]
+    for i in range(3):
+        for j in range(3):
+            # 2x2 window ending at (i, j): rows i-1..i, cols j-1..j
+            win = h[max(0, i - 1) : i + 1, max(0, j - 1) : j + 1]
+            if h[i, j] == win.max():
+                want[0, 0, i, j] = h[i, j]
+    assert torch.equal(out, want)
+    assert out[0, 0, 0, 1] == 0.9 and out[0, 0, 1, 1] == 0
+
+
+def test_mask_nms_greedy():
+    masks = torch.zeros(4, 8, 8, dtype=torch.bool)
+    masks[0, :4, :4] = True
+    masks[1, :4, :3] = True  # IoU 0.75 with 0, same class -> suppressed
+    masks[2, :4, :3] = True  # same as 1 but another class -> kept
+    masks[3, 4:, 4:] = True
+    labels = torch.tensor([0, 0, 1, 0])
+    areas = masks.flatten(1).sum(1).float()
+    keep = mask_nms(labels, masks, areas, torch.tensor([0.9, 0.8, 0.7, 0.6]), iou_threshold=0.5)
+    assert keep.tolist() == [True, False, True, True]
