@@ -39,7 +39,7 @@ def _background(rng: np.random.RandomState, h: int, w: int) -> np.ndarray:
 
 def _draw_shape(canvas: np.ndarray, cls: int, rng: np.random.RandomState, h: int, w: int) -> None:
     """Draw one filled shape of class `cls` (value 1) on a uint8 canvas."""
-    size = float(np.exp(rng.uniform(np.log(6), np.log(min(h, w) * 0.45))))  # tiny to large, log-uniform
+    size = float(np.exp(rng.uniform(np.log(8), np.log(min(h, w) * 0.45))))  # tiny to large, log-uniform
     cx, cy = rng.uniform(0, w), rng.uniform(0, h)
     if cls == 0:
         cv2.circle(canvas, (int(round(cx)), int(round(cy))), max(3, int(round(size))), 1, -1, lineType=cv2.LINE_8)

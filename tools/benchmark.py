@@ -1,0 +1,189 @@
+#!/usr/bin/env python
+"""Benchmark a SOLOv2 config: inference latency / throughput, training iteration time, peak memory, Matrix NMS.
+
+  python tools/benchmark.py --config-file configs/SOLOv2/R50_3x.yaml --input-size 800x1216 --batch-sizes 1 2 \
+      --train --nms-masks 500 --output bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from typing import Any, Callable, Dict, List
+
+import torch
+
+from solov2.config import get_cfg
+from solov2.layers import matrix_nms
+from solov2.modeling import build_model
+from solov2.structures import BitMasks, Instances
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time(fn: Callable[[], Any], warmup: int, iters: int, device: torch.device) -> List[float]:
+    """Wall times (s) of `iters` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _autocast(device: torch.device, amp: bool):
+    if not amp:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
+
+
+def _random_gt(h: int, w: int, n: int, num_classes: int, g: torch.Generator) -> Instances:
+    masks = torch.zeros(n, h, w, dtype=torch.bool)
+    for k in range(n):
+        bh = int(torch.randint(h // 16, h // 2, (1,), generator=g))
+        bw = int(torch.randint(w // 16, w // 2, (1,), generator=g))
+        y = int(torch.randint(0, h - bh, (1,), generator=g))
+        x = int(torch.randint(0, w - bw, (1,), generator=g))
+        masks[k, y : y + bh, x : x + bw] = True
+    bm = BitMasks(masks)
+    return Instances((h, w), gt_masks=bm, gt_boxes=bm.get_bounding_boxes(),
+                     gt_classes=torch.randint(0, num_classes, (n,), generator=g))
+
+
+def run(args: argparse.Namespace) -> Dict[str, Any]:
+    """Run the requested measurements and return them as a dict."""
+    cfg = get_cfg()
+    if args.config_file:
+        cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.MODEL.DEVICE = args.device
+    cfg.MODEL.WEIGHTS = cfg.MODEL.WEIGHTS if cfg.MODEL.WEIGHTS and not cfg.MODEL.WEIGHTS.startswith(("http", "detectron2")) else ""
+    h, w = (int(x) for x in args.input_size.lower().split("x"))
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    rss0 = _peak_rss_mb()
+    result: Dict[str, Any] = {
+        "config": args.config_file, "input_size": [h, w], "device": str(device), "amp": args.amp,
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+        "weights": "random (no MODEL.WEIGHTS)" if not cfg.MODEL.WEIGHTS else cfg.MODEL.WEIGHTS,
+        "inference": [],
+    }
+    g = torch.Generator().manual_seed(0)
+    model.eval()
+    for bs in args.batch_sizes:
+        batch = [{"image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)} for _ in range(bs)]
+
+        def infer() -> None:
+            with torch.inference_mode(), _autocast(device, args.amp):
+                model(batch)
+
+        times = _time(infer, args.warmup, args.iters, device)
+        med = statistics.median(times)
+        result["inference"].append({"batch_size": bs, "latency_median_s": med, "latency_min_s": min(times),
+                                    "images_per_s": bs / med})
+    if args.train:
+        model.train()
+        bs = args.train_batch_size
+        batch = [{"image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g),
+                  "instances": _random_gt(h, w, 8, cfg.MODEL.SOLOV2.NUM_CLASSES, g)} for _ in range(bs)]
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
+
+        def step() -> None:
+            with _autocast(device, args.amp):
+                losses = model(batch)
+            loss = sum(losses.values())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        times = _time(step, max(1, args.warmup // 2), max(2, args.iters // 2), device)
+        result["train"] = {"batch_size": bs, "iter_time_median_s": statistics.median(times)}
+    if args.nms_masks > 0:
+        n = args.nms_masks
+        hf, wf = h // 4, w // 4
+        masks = torch.rand(n, hf, wf, generator=g).to(device) > 0.5
+        labels = torch.randint(0, 5, (n,), generator=g).to(device)
+        scores = torch.rand(n, generator=g).sort(descending=True).values.to(device)
+        areas = masks.flatten(1).sum(1).float()
+        times = _time(lambda: matrix_nms(labels, masks, areas, scores), args.warmup, args.iters, device)
+        result["matrix_nms"] = {"num_masks": n, "mask_size": [hf, wf], "time_median_s": statistics.median(times)}
+    if device.type == "cuda":
+        result["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        result["peak_memory_mb"] = _peak_rss_mb()
+        result["peak_memory_delta_mb"] = _peak_rss_mb() - rss0
+    return result
+
+
+def format_table(r: Dict[str, Any]) -> str:
+    """A markdown table of the results."""
+    rows = [("what", "value")]
+    for x in r["inference"]:
+        rows.append((f"inference batch {x['batch_size']}: latency (median)", f"{x['latency_median_s'] * 1000:.1f} ms"))
+        rows.append((f"inference batch {x['batch_size']}: throughput", f"{x['images_per_s']:.2f} img/s"))
+    if "train" in r:
+        rows.append((f"training iteration, batch {r['train']['batch_size']}", f"{r['train']['iter_time_median_s'] * 1000:.1f} ms"))
+    if "matrix_nms" in r:
+        m = r["matrix_nms"]
+        rows.append((f"Matrix NMS, {m['num_masks']} masks of {m['mask_size'][0]}x{m['mask_size'][1]}",
+                     f"{m['time_median_s'] * 1000:.2f} ms"))
+    rows.append(("peak memory" + (" (RSS)" if "peak_memory_delta_mb" in r else " (CUDA allocated)"),
+                 f"{r['peak_memory_mb']:.0f} MiB"))
+    w0 = max(len(a) for a, _ in rows)
+    head = f"{r['config']} @ {r['input_size'][0]}x{r['input_size'][1]} on {r['device']}" + (" (AMP)" if r["amp"] else "")
+    lines = [head, f"| {'what':<{w0}} | value |", f"|{'-' * (w0 + 2)}|-------|"]
+    lines += [f"| {a:<{w0}} | {b} |" for a, b in rows[1:]]
+    return "\n".join(lines)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Command line of the benchmark."""
+    p = argparse.ArgumentParser(description="Benchmark SOLOv2 speed and memory")
+    p.add_argument("--config-file", default="configs/SOLOv2/R50_3x.yaml")
+    p.add_argument("--input-size", default="800x1216", help="HxW of the (already resized) input")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--amp", action="store_true", help="autocast (float16 on CUDA, bfloat16 on CPU)")
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--train", action="store_true", help="also time a training iteration")
+    p.add_argument("--train-batch-size", type=int, default=2)
+    p.add_argument("--nms-masks", type=int, default=0, help="time Matrix NMS on this many masks")
+    p.add_argument("--output", help="write the results as JSON here")
+    p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE config overrides")
+    return p
+
+
+def main(argv: List[str] = None) -> int:
+    """Entry point."""
+    args = get_parser().parse_args(argv)
+    result = run(args)
+    print(format_table(result))
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
