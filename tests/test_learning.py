@@ -2,6 +2,7 @@
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from solov2.modeling import build_model
@@ -43,7 +44,16 @@ def _make_images(seed=0, n_images=4):
     return data
 
 
-def test_small_solov2_learns_shapes():
+@pytest.fixture
+def one_thread():
+    """Run single-threaded: on a shared 2-core machine, contended OpenMP threads make steps 10-50x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_small_solov2_learns_shapes(one_thread):
     torch.manual_seed(0)
     cfg = small_cfg(num_classes=3)
     cfg.MODEL.RESNETS.NORM = "BN"

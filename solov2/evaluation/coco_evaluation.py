@@ -1,0 +1,269 @@
+"""COCO instance-segmentation evaluation (segm and bbox AP) with pycocotools."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import itertools
+import json
+import logging
+import math
+import os
+import tempfile
+from collections import OrderedDict
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import pycocotools.mask as mask_util
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from ..structures import Instances
+from ..utils import comm
+from ..utils.file_io import PathManager
+from ..utils.logger import create_multi_column_table, create_small_table
+from .coco_conversion import contiguous_to_dataset_id_map, convert_to_coco_json
+from .evaluator import DatasetEvaluator
+
+__all__ = ["COCOEvaluator", "instances_to_coco_json", "summarize_coco_eval"]
+
+logger = logging.getLogger(__name__)
+
+_TASKS = ("segm", "bbox")
+_METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+RESULTS_FILE = "coco_instances_results.json"
+
+
+def instances_to_coco_json(instances: Instances, img_id: Any) -> List[Dict[str, Any]]:
+    """One image's predictions -> COCO result dicts (contiguous category ids; RLE masks; XYWH boxes of the masks)."""
+    num = len(instances)
+    if num == 0:
+        return []
+    scores = instances.scores.tolist()
+    classes = instances.pred_classes.tolist()
+    results: List[Dict[str, Any]] = []
+    if instances.has("pred_masks"):
+        masks = instances.pred_masks
+        masks = masks.tensor if hasattr(masks, "tensor") else masks
+        masks_np = np.asfortranarray(masks.to(torch.uint8).permute(1, 2, 0).cpu().numpy())
+        rles = mask_util.encode(masks_np)
+        boxes = mask_util.toBbox(rles).tolist()
+        for k in range(num):
+            rle = rles[k]
+            rle["counts"] = rle["counts"].decode("ascii")  # bytes cannot go into json
+            results.append(
+                {
+                    "image_id": img_id,
+                    "category_id": int(classes[k]),
+                    "segmentation": rle,
+                    "bbox": [float(x) for x in boxes[k]],
+                    "score": float(scores[k]),
+                }
+            )
+        return results
+    boxes_xyxy = instances.pred_boxes.tensor.tolist()
+    for k in range(num):
+        x1, y1, x2, y2 = boxes_xyxy[k]
+        results.append(
+            {
+                "image_id": img_id,
+                "category_id": int(classes[k]),
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": float(scores[k]),
+            }
+        )
+    return results
+
+
+def _percent(value: float) -> float:
+    """A COCOeval stat in percent; its -1 ("no ground truth in this range") becomes NaN."""
+    return float(value * 100) if value >= 0 else float("nan")
+
+
+def summarize_coco_eval(coco_eval: COCOeval, class_names: Dict[int, str]) -> Dict[str, float]:
+    """{"AP", "AP50", "AP75", "APs", "APm", "APl", "AP-<class>"...} in percent from an evaluated COCOeval.
+
+    class_names maps COCO category ids to names; categories missing from it get no per-class entry.
+    """
+    results = {name: _percent(coco_eval.stats[i]) for i, name in enumerate(_METRIC_NAMES)}
+    # precision: [iou thresholds, recall points, categories, area ranges, max dets]
+    precisions = coco_eval.eval["precision"]
+    for k, cat_id in enumerate(coco_eval.params.catIds):
+        if cat_id not in class_names:
+            continue
+        precision = precisions[:, :, k, 0, -1]
+        precision = precision[precision > -1]
+        results[f"AP-{class_names[cat_id]}"] = float(np.mean(precision) * 100) if precision.size else float("nan")
+    return results
+
+
+class COCOEvaluator(DatasetEvaluator):
+    """Scores instance predictions on a registered dataset with COCO's segm and bbox AP."""
+
+    def __init__(
+        self,
+        dataset_name: str,
+        tasks: Optional[Sequence[str]] = None,
+        distributed: bool = True,
+        output_dir: Optional[str] = None,
+        *,
+        max_dets_per_image: Optional[int] = None,
+    ) -> None:
+        """Ground truth: metadata.json_file, else the dataset dicts converted to COCO json in output_dir."""
+        from ..data import MetadataCatalog
+
+        self._dataset_name = dataset_name
+        self._tasks = tuple(tasks) if tasks is not None else _TASKS
+        unknown = [t for t in self._tasks if t not in _TASKS]
+        if unknown or not self._tasks:
+            raise ValueError(f"COCOEvaluator tasks must be a non-empty subset of {_TASKS}, got {self._tasks}")
+        self._distributed = distributed
+        self._output_dir = output_dir
+        self._max_dets = None if max_dets_per_image in (None, 100) else [1, 10, int(max_dets_per_image)]
+        self._metadata = MetadataCatalog.get(dataset_name)
+        self._reverse_id_map = contiguous_to_dataset_id_map(self._metadata)
+        json_file = getattr(self._metadata, "json_file", None)
+        if json_file and not PathManager.exists(json_file):
+            raise FileNotFoundError(
+                f"Ground-truth json '{json_file}' of dataset '{dataset_name}' (metadata.json_file) does not exist"
+            )
+        self._json_file: Optional[str] = json_file or None
+        self._predictions: List[Dict[str, Any]] = []
+
+    def reset(self) -> None:
+        """Drop predictions from a previous run."""
+        self._predictions = []
+
+    def process(self, inputs: List[Dict[str, Any]], outputs: List[Dict[str, Any]]) -> None:
+        """Convert each image's "instances" to COCO results (on CPU, to keep GPU memory free)."""
+        for inp, out in zip(inputs, outputs):
+            if "image_id" not in inp:
+                raise KeyError(f"COCOEvaluator needs 'image_id' in every input; missing for '{inp.get('file_name', '?')}'")
+            prediction: Dict[str, Any] = {"image_id": inp["image_id"], "instances": []}
+            if "instances" in out:
+                prediction["instances"] = instances_to_coco_json(out["instances"].to("cpu"), inp["image_id"])
+            self._predictions.append(prediction)
+
+    def _ground_truth_json(self) -> str:
+        """Path of the COCO json to score against (converting the dataset when it has none)."""
+        if self._json_file:
+            return self._json_file
+        out_dir = self._output_dir or tempfile.mkdtemp(prefix="solov2_coco_gt_")
+        path = os.path.join(out_dir, f"{self._dataset_name}_coco_format.json")
+        logger.info("Dataset '%s' has no json_file; converting its dicts to COCO format at %s", self._dataset_name, path)
+        return convert_to_coco_json(self._dataset_name, path)
+
+    def evaluate(self) -> Optional[Dict[str, Dict[str, float]]]:
+        """Gather predictions on rank 0, write them to json, score every task; other ranks return {}."""
+        if self._distributed:
+            comm.synchronize()
+            gathered = comm.gather(self._predictions, dst=0)
+            if not comm.is_main_process():
+                return {}
+            predictions = list(itertools.chain(*gathered))
+        else:
+            predictions = self._predictions
+
+        if not predictions:
+            logger.warning("[COCOEvaluator] No images were processed for '%s'; nothing to evaluate.", self._dataset_name)
+            return {}
+        image_ids = [p["image_id"] for p in predictions]
+        if len(set(image_ids)) != len(image_ids):
+            logger.warning(
+                "[COCOEvaluator] %d images of '%s' were predicted more than once; is the test loader's sampler right?",
+                len(image_ids) - len(set(image_ids)),
+                self._dataset_name,
+            )
+        coco_results = self._to_dataset_ids(list(itertools.chain(*[p["instances"] for p in predictions])))
+
+        if self._output_dir:
+            PathManager.mkdirs(self._output_dir)
+            file_path = os.path.join(self._output_dir, RESULTS_FILE)
+            logger.info("Saving results to %s", file_path)
+            with PathManager.open(file_path, "w") as f:
+                json.dump(coco_results, f)
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco_gt = COCO(self._ground_truth_json())
+        missing = set(coco_gt.getImgIds()) - set(image_ids)
+        if missing:
+            logger.warning(
+                "[COCOEvaluator] %d of %d images of '%s' were not run through the model (e.g. ids %s); their objects count as missed.",
+                len(missing),
+                len(coco_gt.getImgIds()),
+                self._dataset_name,
+                sorted(missing)[:5],
+            )
+        class_names = self._class_names(coco_gt)
+        results: Dict[str, Dict[str, float]] = OrderedDict()
+        for task in self._tasks:
+            results[task] = self._evaluate_task(coco_gt, coco_results, task, class_names)
+        return results
+
+    def _to_dataset_ids(self, coco_results: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """Contiguous class indices -> the dataset's original category ids."""
+        if self._reverse_id_map is None:
+            return coco_results
+        for result in coco_results:
+            category = result["category_id"]
+            if category not in self._reverse_id_map:
+                raise ValueError(
+                    f"A prediction has class {category}, which dataset '{self._dataset_name}' does not have "
+                    f"(classes 0..{len(self._reverse_id_map) - 1}); check MODEL.SOLOV2.NUM_CLASSES"
+                )
+            result["category_id"] = self._reverse_id_map[category]
+        return coco_results
+
+    def _class_names(self, coco_gt: COCO) -> Dict[int, str]:
+        """{COCO category id: class name} for the dataset's classes."""
+        thing_classes = list(getattr(self._metadata, "thing_classes", []) or [])
+        if not thing_classes:
+            return {c["id"]: c["name"] for c in coco_gt.loadCats(coco_gt.getCatIds())}
+        if self._reverse_id_map is None:
+            return dict(enumerate(thing_classes))
+        return {self._reverse_id_map[i]: name for i, name in enumerate(thing_classes) if i in self._reverse_id_map}
+
+    def _evaluate_task(
+        self, coco_gt: COCO, coco_results: List[Dict[str, Any]], task: str, class_names: Dict[int, str]
+    ) -> Dict[str, float]:
+        """COCOeval for one task; logged as tables."""
+        if not coco_results:
+            logger.warning(
+                "[COCOEvaluator] The model made no predictions on '%s'; %s AP is 0.", self._dataset_name, task
+            )
+            results = {name: 0.0 for name in _METRIC_NAMES}
+            results.update({f"AP-{name}": 0.0 for name in class_names.values()})
+            return results
+        if task == "segm" and "segmentation" not in coco_results[0]:
+            raise ValueError("segm evaluation needs predicted masks (instances.pred_masks); the model gave none")
+        task_results = copy.deepcopy(coco_results)
+        for r in task_results:
+            # pycocotools takes a detection's area from its bbox when present: masks must use mask area.
+            r.pop("bbox" if task == "segm" else "segmentation", None)
+        with contextlib.redirect_stdout(io.StringIO()) as captured:
+            coco_dt = coco_gt.loadRes(task_results)
+            coco_eval = COCOeval(coco_gt, coco_dt, task)
+            if self._max_dets is not None:
+                coco_eval.params.maxDets = self._max_dets
+            coco_eval.evaluate()
+            coco_eval.accumulate()
+            coco_eval.summarize()
+        logger.info("COCOeval (%s) on '%s':\n%s", task, self._dataset_name, captured.getvalue())
+        results = summarize_coco_eval(coco_eval, class_names)
+        self._log_tables(task, results)
+        return results
+
+    def _log_tables(self, task: str, results: Dict[str, float]) -> None:
+        """Summary and per-category tables in the log."""
+        summary = {k: results[k] for k in _METRIC_NAMES}
+        logger.info("Evaluation results for %s:\n%s", task, create_small_table(summary))
+        nan_metrics = [k for k, v in summary.items() if math.isnan(v)]
+        if nan_metrics:
+            logger.info("Some metrics cannot be computed and are shown as NaN: %s", ", ".join(nan_metrics))
+        per_class = [(k[len("AP-"):], v) for k, v in results.items() if k.startswith("AP-")]
+        if per_class:
+            logger.info(
+                "Per-category %s AP:\n%s", task, create_multi_column_table(per_class, ["category", "AP"], columns=3)
+            )

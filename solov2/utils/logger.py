@@ -1,0 +1,178 @@
+"""Logging setup (console + per-rank log files) and small table helpers for logged results."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from tabulate import tabulate
+from termcolor import colored
+
+from .file_io import PathManager
+
+_PLAIN_FORMAT = "[%(asctime)s] %(name)s %(levelname)s: %(message)s"
+_DATE_FORMAT = "%m/%d %H:%M:%S"
+
+
+class _ColorfulFormatter(logging.Formatter):
+    """Console formatter that shortens the logger name and colours warnings and errors."""
+
+    def __init__(self, *args: Any, root_name: str, abbrev_name: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._root_name = root_name + "."
+        self._abbrev_name = abbrev_name + "." if abbrev_name else ""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """Format one record with a coloured level prefix."""
+        record.name = record.name.replace(self._root_name, self._abbrev_name)
+        log = super().formatMessage(record)
+        if record.levelno == logging.WARNING:
+            prefix = colored("WARNING", "red", attrs=["blink"])
+        elif record.levelno in (logging.ERROR, logging.CRITICAL):
+            prefix = colored("ERROR", "red", attrs=["blink", "underline"])
+        else:
+            return log
+        return prefix + " " + log
+
+
+def _log_file_path(output: str, distributed_rank: int) -> str:
+    """OUTPUT path -> the log file of this rank (log.txt for rank 0, log.txt.rank{k} otherwise)."""
+    if output.endswith(".txt") or output.endswith(".log"):
+        filename = output
+    else:
+        filename = os.path.join(output, "log.txt")
+    if distributed_rank > 0:
+        filename = f"{filename}.rank{distributed_rank}"
+    return filename
+
+
+# Cached so that calling setup twice (e.g. from a test and from default_setup) adds no duplicate handlers.
+@functools.lru_cache()
+def setup_logger(
+    output: Optional[str] = None,
+    distributed_rank: int = 0,
+    *,
+    color: bool = True,
+    name: str = "solov2",
+    abbrev_name: Optional[str] = None,
+    console_level: int = logging.DEBUG,
+) -> logging.Logger:
+    """Configure logger `name`: console output on rank 0 and, given `output`, a log file per rank."""
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    if abbrev_name is None:
+        abbrev_name = "s2" if name == "solov2" else name
+
+    plain = logging.Formatter(_PLAIN_FORMAT, datefmt=_DATE_FORMAT)
+    if distributed_rank == 0:
+        handler = logging.StreamHandler(stream=sys.stdout)
+        handler.setLevel(console_level)
+        if color:
+            handler.setFormatter(
+                _ColorfulFormatter(
+                    colored("[%(asctime)s %(name)s]: ", "green") + "%(message)s",
+                    datefmt=_DATE_FORMAT,
+                    root_name=name,
+                    abbrev_name=str(abbrev_name),
+                )
+            )
+        else:
+            handler.setFormatter(plain)
+        logger.addHandler(handler)
+
+    if output is not None:
+        filename = _log_file_path(output, distributed_rank)
+        PathManager.mkdirs(os.path.dirname(filename) or ".")
+        file_handler = logging.StreamHandler(_cached_log_stream(filename))
+        file_handler.setLevel(logging.DEBUG)
+        file_handler.setFormatter(plain)
+        logger.addHandler(file_handler)
+    return logger
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_log_stream(filename: str):  # noqa: ANN202 - an io stream
+    # One open stream per file, shared by every logger that writes there, closed at exit.
+    io = PathManager.open(filename, "a", buffering=1)
+    atexit.register(io.close)
+    return io
+
+
+def _caller_key() -> Tuple[str, int, str]:
+    """(file, line, logger name) of the code that called the log_* helper."""
+    frame = sys._getframe(2)
+    while frame:
+        code = frame.f_code
+        if os.path.join("utils", "logger.") not in code.co_filename:
+            mod_name = frame.f_globals.get("__name__", "solov2")
+            return code.co_filename, frame.f_lineno, mod_name
+        frame = frame.f_back  # type: ignore[assignment]
+    return "", 0, "solov2"
+
+
+_LOG_COUNTER: Counter = Counter()
+_LOG_TIMER: Dict[Tuple[str, int], float] = {}
+
+
+def log_first_n(lvl: int, msg: str, n: int = 1, *, name: Optional[str] = None) -> None:
+    """Log `msg` only the first `n` times this call site is reached."""
+    filename, lineno, caller = _caller_key()
+    key = (filename, lineno, msg)
+    _LOG_COUNTER[key] += 1
+    if _LOG_COUNTER[key] <= n:
+        logging.getLogger(name or caller).log(lvl, msg)
+
+
+def log_every_n_seconds(lvl: int, msg: str, n: float = 1.0, *, name: Optional[str] = None) -> None:
+    """Log `msg` at most once every `n` seconds from this call site."""
+    filename, lineno, caller = _caller_key()
+    key = (filename, lineno)
+    last = _LOG_TIMER.get(key)
+    now = time.time()
+    if last is None or now - last >= n:
+        logging.getLogger(name or caller).log(lvl, msg)
+        _LOG_TIMER[key] = now
+
+
+def create_small_table(small_dict: Dict[str, Any]) -> str:
+    """A one-row table (keys as header) of a small dict, numbers with 3 decimals."""
+    keys, values = tuple(zip(*small_dict.items())) if small_dict else ((), ())
+    return tabulate(
+        [values], headers=keys, tablefmt="pipe", floatfmt=".3f", stralign="center", numalign="center"
+    )
+
+
+def create_multi_column_table(
+    pairs: Sequence[Tuple[str, Any]], headers: Sequence[str], columns: int = 3
+) -> str:
+    """A table that lays (name, value) pairs out in `columns` side-by-side column pairs."""
+    columns = max(1, min(columns, len(pairs)))
+    flat: List[Any] = [x for pair in pairs for x in pair]
+    rows = [flat[i : i + 2 * columns] for i in range(0, len(flat), 2 * columns)]
+    return tabulate(
+        rows,
+        headers=list(headers) * columns,
+        tablefmt="pipe",
+        floatfmt=".3f",
+        numalign="left",
+    )
+
+
+def flatten_results(results: Dict[str, Any], prefix: str = "") -> Dict[str, float]:
+    """Nested {task: {metric: value}} -> flat {"task/metric": value}."""
+    flat: Dict[str, float] = {}
+    for k, v in results.items():
+        key = f"{prefix}/{k}" if prefix else str(k)
+        if isinstance(v, dict):
+            flat.update(flatten_results(v, key))
+        else:
+            flat[key] = v
+    return flat
+
