@@ -2,13 +2,12 @@
 
 import cv2
 import numpy as np
-import pytest
 import torch
 
 from solov2.modeling import build_model
 from solov2.structures import BitMasks, Instances
 
-from test_solov2_model import small_cfg
+from test_solov2_model import one_thread, small_cfg  # noqa: F401 (one_thread is a fixture)
 
 SIZE = 192
 
@@ -42,15 +41,6 @@ def _make_images(seed=0, n_images=4):
                          gt_classes=torch.tensor(classes))
         data.append({"image": torch.from_numpy(img.transpose(2, 0, 1).copy()), "instances": inst})
     return data
-
-
-@pytest.fixture
-def one_thread():
-    """Run single-threaded: on a shared 2-core machine, contended OpenMP threads make steps 10-50x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_small_solov2_learns_shapes(one_thread):

@@ -37,8 +37,9 @@ def _random_case(seed, n=12, size=16):
         h, w = torch.randint(3, 9, (2,), generator=g).tolist()
         masks[i, y : y + h, x : x + w] = True
     masks[5] = masks[3]  # identical masks (IoU 1)
+    masks[8] = masks[3]  # a third copy: linear kernel's (1 - 1) / (1 - 1) must not poison the min
     labels = torch.randint(0, 3, (n,), generator=g)
-    labels[5] = labels[3]
+    labels[5] = labels[8] = labels[3]
     scores = torch.rand(n, generator=g).sort(descending=True).values
     scores[4] = scores[3]  # a tie in score
     return labels, masks, scores
@@ -55,8 +56,11 @@ def test_matrix_nms_matches_formula(kernel, seed):
         want = _loop_matrix_nms_safe(labels, masks, scores)
     else:
         want = _loop_matrix_nms(labels, masks, scores, kernel, 2.0)
+    assert torch.isfinite(got).all()
     assert torch.allclose(got, want, atol=1e-6)
     assert torch.all(got <= scores + 1e-7)
+    if kernel == "linear":
+        assert got[8] == 0  # the third identical copy is fully suppressed by the first one
     assert got[0] == scores[0]  # the top mask is never decayed
 
 

@@ -49,6 +49,9 @@ def matrix_nms(
         decay = torch.exp(-sigma * decay_iou**2) / torch.exp(-sigma * compensate**2)
     elif kernel == "linear":
         decay = (1 - decay_iou) / (1 - compensate)
+        # A mask identical to an earlier one (compensate 1) would give 0/0 = NaN against a third copy; the
+        # earlier copy already decays that one, so the duplicate's own terms must not count (+inf).
+        decay = torch.where(compensate >= 1, torch.full_like(decay, float("inf")), decay)
     else:
         raise ValueError(f"MODEL.SOLOV2.NMS_KERNEL must be 'gaussian' or 'linear', got '{kernel}'")
     # Entries with i >= j are f(0)/f(compensate[i]) >= 1 and row 0 is <= 1, so the plain column min is the

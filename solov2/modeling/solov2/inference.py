@@ -99,6 +99,9 @@ def postprocess_image(
         order = order[: params.max_per_img]
     soft, cand_scores, labels = soft[order], cand_scores[order], labels[order]
 
+    # The reference writes ceil(input_h / feature_h); that is the same 4 for any single image taller than 96 px,
+    # but in a batch of mixed sizes a small image's input_h would give a wrong scale, so use the padded height
+    # the features were computed from.
     ratio = math.ceil(padded_size[0] / hf)
     up = F.interpolate(soft[None], size=(hf * ratio, wf * ratio), mode="bilinear", align_corners=False)
     up = up[:, :, : input_size[0], : input_size[1]]

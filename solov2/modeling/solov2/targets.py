@@ -68,14 +68,19 @@ def assign_image_targets(
     areas = torch.sqrt(bw * bh)
     half_w = 0.5 * bw * sigma
     half_h = 0.5 * bh * sigma
-    m = gt_masks.to(torch.float64)
-    mass = m.sum(dim=(1, 2))
+    # Row/column pixel counts (exact in float32) give the centre of mass; float32 halves the transient copy
+    # that a bool sum (int64) or a float64 cast would make.
+    m = gt_masks.to(torch.float32)
+    row_mass = m.sum(dim=2).to(torch.float64)  # N x h
+    col_mass = m.sum(dim=1).to(torch.float64)  # N x w
+    del m
+    mass = row_mass.sum(dim=1)
     valid = mass > 0
     denom = mass.clamp(min=1)
     ys = torch.arange(gt_masks.shape[1], device=device, dtype=torch.float64)
     xs = torch.arange(gt_masks.shape[2], device=device, dtype=torch.float64)
-    center_h = (m.sum(dim=2) * ys).sum(dim=1) / denom
-    center_w = (m.sum(dim=1) * xs).sum(dim=1) / denom
+    center_h = (row_mass * ys).sum(dim=1) / denom
+    center_w = (col_mass * xs).sum(dim=1) / denom
 
     out: List[LevelTargets] = []
     for grid, (lo, hi) in zip(num_grids, scale_ranges):
