@@ -24,8 +24,9 @@ def _loop_matrix_nms(labels, masks, scores, kernel, sigma):
     comp = [max([iou(k, i) for k in range(i)], default=0.0) for i in range(n)]
     out = []
     for j in range(n):
-        decay = min([f(iou(i, j)) / f(comp[i]) for i in range(j)], default=1.0)
-        out.append(float(scores[j]) * decay)
+        # linear: f(compensate) is 0 for a duplicate mask; the ratio is then +inf and never the minimum
+        ratios = [f(iou(i, j)) / f(comp[i]) if f(comp[i]) > 0 else float("inf") for i in range(j)]
+        out.append(float(scores[j]) * min(ratios, default=1.0))
     return torch.tensor(out)
 
 
@@ -51,36 +52,13 @@ def test_matrix_nms_matches_formula(kernel, seed):
     labels, masks, scores = _random_case(seed)
     areas = masks.flatten(1).sum(1).float()
     got = matrix_nms(labels, masks, areas, scores.clone(), kernel=kernel, sigma=2.0)
-    if kernel == "linear":
-        # (1 - x) / (1 - comp) is inf where comp == 1; the formula's min still picks the finite terms
-        want = _loop_matrix_nms_safe(labels, masks, scores)
-    else:
-        want = _loop_matrix_nms(labels, masks, scores, kernel, 2.0)
+    want = _loop_matrix_nms(labels, masks, scores, kernel, 2.0)
     assert torch.isfinite(got).all()
     assert torch.allclose(got, want, atol=1e-6)
     assert torch.all(got <= scores + 1e-7)
     if kernel == "linear":
         assert got[8] == 0  # the third identical copy is fully suppressed by the first one
     assert got[0] == scores[0]  # the top mask is never decayed
-
-
-def _loop_matrix_nms_safe(labels, masks, scores):
-    n = len(labels)
-    m = [masks[i].flatten().float() for i in range(n)]
-    area = [float(x.sum()) for x in m]
-
-    def iou(i, j):
-        if labels[i] != labels[j]:
-            return 0.0
-        inter = float((m[i] * m[j]).sum())
-        return inter / (area[i] + area[j] - inter)
-
-    comp = [max([iou(k, i) for k in range(i)], default=0.0) for i in range(n)]
-    out = []
-    for j in range(n):
-        vals = [(1 - iou(i, j)) / (1 - comp[i]) if comp[i] < 1 else float("inf") for i in range(j)]
-        out.append(float(scores[j]) * min(vals, default=1.0))
-    return torch.tensor(out)
 
 
 def test_matrix_nms_classes_do_not_interact():
