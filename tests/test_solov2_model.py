@@ -142,6 +142,29 @@ def test_bad_config_values_are_named():
     cfg.MODEL.SOLOV2.NORM = "LN"
     with pytest.raises(ValueError, match="MODEL.SOLOV2.NORM"):
         build_model(cfg)
+    cfg = small_cfg()
+    cfg.MODEL.SOLOV2.NMS_KERNEL = "box"
+    with pytest.raises(ValueError, match="NMS_KERNEL"):
+        build_model(cfg)
+
+
+@pytest.mark.parametrize("norm", ["none", "", "BN"])
+def test_head_norm_variants(norm):
+    """NORM "none" (the published configs' spelling) and "" mean plain convs with bias; "BN" uses BatchNorm."""
+    cfg = small_cfg()
+    cfg.MODEL.SOLOV2.NORM = norm
+    model = build_model(cfg)
+    tower = model.ins_head.cate_tower
+    if norm == "BN":
+        assert isinstance(tower[1], torch.nn.BatchNorm2d) and tower[0].bias is None
+        assert isinstance(model.mask_head.conv_pred[1], torch.nn.BatchNorm2d)
+    else:
+        assert isinstance(tower[1], torch.nn.ReLU) and tower[0].bias is not None
+        assert not any(isinstance(m, (torch.nn.GroupNorm, torch.nn.BatchNorm2d)) for m in model.mask_head.modules())
+    model.eval()
+    with torch.no_grad():
+        out = model([{"image": torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)}])[0]["instances"]
+    assert out.pred_masks.shape[1:] == (64, 64)
 
 
 def test_dcn_heads_and_mask_nms_build_and_run():
@@ -156,3 +179,84 @@ def test_dcn_heads_and_mask_nms_build_and_run():
         inst = model([{"image": torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)}])[0]["instances"]
     assert inst.pred_masks.shape[1:] == (64, 64)
     assert any("conv_offset" in n for n, _ in model.ins_head.named_parameters())
+
+
+def test_postprocess_is_the_same_when_masks_are_chunked(monkeypatch):
+    """Bounding memory (masks computed in chunks, survivors recomputed) must not change any result."""
+    from solov2.modeling.solov2 import InferenceParams, postprocess_image
+    from solov2.modeling.solov2 import inference as inference_module
+
+    g = torch.Generator().manual_seed(0)
+    cells, classes, dim, hf, wf = 60, 4, 8, 24, 32
+    scores = torch.rand(cells, classes, generator=g) * 0.6
+    kernels = torch.randn(cells, dim, generator=g)
+    levels = torch.arange(cells) // 20
+    feat = torch.randn(dim, hf, wf, generator=g)
+    params = InferenceParams(strides=[8, 16, 32], score_thr=0.2, nms_pre=30, max_per_img=10)
+    args = (scores, kernels, levels, feat, params, (90, 120), (96, 128), (45, 60))
+    whole = postprocess_image(*args)
+    monkeypatch.setattr(inference_module, "_MAX_MASK_ELEMENTS", 5 * hf * wf)
+    chunked = postprocess_image(*args)
+    assert len(whole) == 10  # the case really reaches MAX_PER_IMG
+    assert torch.equal(whole.pred_masks, chunked.pred_masks)
+    assert torch.allclose(whole.scores, chunked.scores) and torch.equal(whole.pred_classes, chunked.pred_classes)
+    assert torch.equal(whole.pred_boxes.tensor, chunked.pred_boxes.tensor)
+
+
+def _loop_postprocess(scores, kernels, levels, feat, p, input_size, padded, out_size):
+    """DESIGN.md's inference steps read one candidate at a time (matrix NMS via the library's own tested function)."""
+    from solov2.layers import matrix_nms
+
+    hf, wf = feat.shape[-2:]
+    cands = []
+    for cell in range(scores.shape[0]):
+        for cls in range(scores.shape[1]):
+            s = float(scores[cell, cls])
+            if s <= p.score_thr:
+                continue
+            soft = torch.sigmoid(torch.einsum("e,ehw->hw", kernels[cell], feat))
+            binary = soft > p.mask_thr
+            area = int(binary.sum())
+            if area <= p.strides[int(levels[cell])]:
+                continue
+            maskness = float(soft[binary].sum()) / area
+            cands.append((s * maskness, cls, soft, binary, area))
+    cands.sort(key=lambda c: -c[0])
+    cands = cands[: p.nms_pre]
+    new_scores = matrix_nms(torch.tensor([c[1] for c in cands]), torch.stack([c[3] for c in cands]),
+                            torch.tensor([float(c[4]) for c in cands]), torch.tensor([c[0] for c in cands]),
+                            kernel=p.nms_kernel, sigma=p.nms_sigma)
+    kept = [(float(s), c) for s, c in zip(new_scores, cands) if float(s) >= p.update_thr]
+    kept.sort(key=lambda x: -x[0])
+    kept = kept[: p.max_per_img]
+    masks = []
+    for _, c in kept:
+        up = torch.nn.functional.interpolate(c[2][None, None], scale_factor=padded[0] // hf, mode="bilinear")
+        up = up[:, :, : input_size[0], : input_size[1]]
+        masks.append(torch.nn.functional.interpolate(up, size=out_size, mode="bilinear")[0, 0] > p.mask_thr)
+    return [s for s, _ in kept], [c[1] for _, c in kept], masks
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "linear"])
+def test_postprocess_matches_loop_reading(kernel):
+    from solov2.modeling.solov2 import InferenceParams, postprocess_image
+
+    g = torch.Generator().manual_seed(1)
+    cells, classes, dim, hf, wf = 40, 3, 6, 16, 24
+    scores = torch.rand(cells, classes, generator=g) * 0.5
+    kernels = torch.randn(cells, dim, generator=g) * 2
+    levels = torch.arange(cells) // 20
+    feat = torch.randn(dim, hf, wf, generator=g)
+    feat[:, :, :8] += 1.5  # masks of varied extent so that the stride filter drops some candidates
+    # 87 candidates, 54 pass the stride filter, NMS_PRE keeps 25; gaussian ends at MAX_PER_IMG, linear at UPDATE_THR
+    params = InferenceParams(strides=[150, 200], score_thr=0.15, nms_pre=25, update_thr=0.2, max_per_img=12,
+                             nms_kernel=kernel)
+    args = (scores, kernels, levels, feat, params, (60, 90), (64, 96), (30, 45))
+    got = postprocess_image(*args)
+    want_scores, want_classes, want_masks = _loop_postprocess(*args)
+    assert 3 <= len(want_scores) and len(got) == len(want_scores)
+    assert torch.allclose(got.scores, torch.tensor(want_scores), atol=1e-5)
+    assert got.pred_classes.tolist() == want_classes
+    mismatch = (got.pred_masks != torch.stack(want_masks)).sum()
+    assert mismatch <= 2  # only pixels at exactly the threshold may round differently
+    assert got.pred_masks.shape == (len(want_scores), 30, 45)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Union
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...config import CfgNode
 from ...structures import ImageList, Instances
 from ..backbone import build_backbone
 from ..solov2 import (
@@ -32,7 +33,7 @@ MASK_STRIDE = 4  # the mask features live at stride 4 (p2)
 class SOLOv2(nn.Module):
     """SOLOv2: Dynamic and Fast Instance Segmentation (NeurIPS 2020)."""
 
-    def __init__(self, cfg) -> None:
+    def __init__(self, cfg: CfgNode) -> None:
         super().__init__()
         c = cfg.MODEL.SOLOV2
         self.device = resolve_device(cfg.MODEL.DEVICE)
@@ -87,7 +88,7 @@ class SOLOv2(nn.Module):
             feats[4] = F.interpolate(feats[4], size=feats[3].shape[-2:], mode="bilinear", align_corners=False)
         return feats
 
-    def forward(self, batched_inputs: List[Dict[str, Any]]):
+    def forward(self, batched_inputs: List[Dict[str, Any]]) -> Union[Dict[str, torch.Tensor], List[Dict[str, Instances]]]:
         """Training: {"loss_ins", "loss_cate"}; inference: [{"instances": Instances}] per image."""
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
@@ -97,7 +98,14 @@ class SOLOv2(nn.Module):
             return self.losses(batched_inputs, images, cate_preds, kernel_preds, mask_feats)
         return self.inference(batched_inputs, images, cate_preds, kernel_preds, mask_feats)
 
-    def losses(self, batched_inputs, images: ImageList, cate_preds, kernel_preds, mask_feats) -> Dict[str, torch.Tensor]:
+    def losses(
+        self,
+        batched_inputs: List[Dict[str, Any]],
+        images: ImageList,
+        cate_preds: List[torch.Tensor],
+        kernel_preds: List[torch.Tensor],
+        mask_feats: torch.Tensor,
+    ) -> Dict[str, torch.Tensor]:
         """Assign targets per image and compute the focal + dice losses."""
         if any("instances" not in x for x in batched_inputs):
             raise ValueError("SOLOv2 training needs an 'instances' field (gt_classes, gt_masks, gt_boxes) in every input")
@@ -116,7 +124,14 @@ class SOLOv2(nn.Module):
                              c.FOCAL_ALPHA, c.FOCAL_GAMMA, c.FOCAL_WEIGHT, c.DICE_WEIGHT)
 
     @torch.no_grad()
-    def inference(self, batched_inputs, images: ImageList, cate_preds, kernel_preds, mask_feats) -> List[Dict[str, Instances]]:
+    def inference(
+        self,
+        batched_inputs: List[Dict[str, Any]],
+        images: ImageList,
+        cate_preds: List[torch.Tensor],
+        kernel_preds: List[torch.Tensor],
+        mask_feats: torch.Tensor,
+    ) -> List[Dict[str, Instances]]:
         """Post-process every image to its original size."""
         results = []
         padded = tuple(images.tensor.shape[-2:])

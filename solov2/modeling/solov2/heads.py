@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...config import CfgNode
 from ...layers import DeformConvWithOffset, concat_coord, get_norm
 
 _DCN_TYPES = {"DCN": False, "DCNv2": True}  # TYPE_DCN -> modulated?
@@ -34,6 +35,7 @@ def _conv_norm_relu(in_ch: int, out_ch: int, kernel: int, norm: str, dcn_type: s
 
 
 def _init_normal(module: nn.Module, std: float = 0.01) -> None:
+    """Conv weights ~ N(0, std), biases 0, deformable offsets 0."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d) or (hasattr(m, "weight") and m.__class__.__name__.endswith("DeformConv")):
             nn.init.normal_(m.weight, std=std)
@@ -46,15 +48,18 @@ def _init_normal(module: nn.Module, std: float = 0.01) -> None:
 
 
 def _check_norm(norm: str) -> str:
+    """Return MODEL.SOLOV2.NORM if the heads support it, else raise naming the key."""
+    if norm == "none":
+        return ""  # the published Detectron2-based configs spell "no norm" this way
     if norm not in ("GN", "BN", "SyncBN", ""):
-        raise ValueError(f"MODEL.SOLOV2.NORM must be 'GN', 'BN', 'SyncBN' or '', got '{norm}'")
+        raise ValueError(f"MODEL.SOLOV2.NORM must be 'GN', 'BN', 'SyncBN', 'none' or '', got '{norm}'")
     return norm
 
 
 class SOLOv2InsHead(nn.Module):
     """Per level: coordinates appended, features resized to S x S, category and kernel towers."""
 
-    def __init__(self, cfg) -> None:
+    def __init__(self, cfg: CfgNode) -> None:
         super().__init__()
         c = cfg.MODEL.SOLOV2
         self.num_grids = list(c.NUM_GRIDS)
@@ -96,7 +101,7 @@ class SOLOv2InsHead(nn.Module):
 class SOLOv2MaskHead(nn.Module):
     """Unified mask features at stride 4: per-level conv(+x2 upsample) stacks summed, then 1x1 conv."""
 
-    def __init__(self, cfg) -> None:
+    def __init__(self, cfg: CfgNode) -> None:
         super().__init__()
         c = cfg.MODEL.SOLOV2
         norm = _check_norm(c.NORM)

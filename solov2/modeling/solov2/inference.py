@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch.nn import functional as F
@@ -63,25 +63,35 @@ def postprocess_image(
         return empty
     inds = torch.nonzero(cand, as_tuple=False)
     labels = inds[:, 1]
-    kern = kernels[inds[:, 0]]
     strides = torch.tensor(params.strides, device=device, dtype=torch.float32)[levels[inds[:, 0]]]
 
+    # Candidates of one cell share its kernel, hence its mask: compute each cell's mask once.
+    cells, cand_cell = torch.unique(inds[:, 0], return_inverse=True)
     hf, wf = mask_feat.shape[-2:]
-    soft = (kern @ mask_feat.flatten(1)).view(-1, hf, wf).sigmoid()  # dynamic 1x1 conv for all candidates
-    binary = soft > params.mask_thr
-    areas = binary.flatten(1).sum(dim=1).float()
+    flat_feat = mask_feat.flatten(1)
+    cell_soft, cell_areas, cell_sums = _dynamic_mask_stats(kernels[cells], flat_feat, params.mask_thr)
+    areas, soft_sums = cell_areas[cand_cell], cell_sums[cand_cell]
     keep = areas > strides
     if not bool(keep.any()):
         return empty
-    soft, binary, areas, cand_scores, labels = soft[keep], binary[keep], areas[keep], cand_scores[keep], labels[keep]
+    cand_cell, areas, soft_sums, cand_scores, labels = (
+        cand_cell[keep], areas[keep], soft_sums[keep], cand_scores[keep], labels[keep])
 
-    maskness = (soft * binary.float()).flatten(1).sum(dim=1) / areas
+    maskness = soft_sums / areas
     cand_scores = cand_scores * maskness
 
     order = torch.argsort(cand_scores, descending=True)
     if order.numel() > params.nms_pre:
         order = order[: params.nms_pre]
-    soft, binary, areas, cand_scores, labels = soft[order], binary[order], areas[order], cand_scores[order], labels[order]
+    cand_cell, cand_scores, labels = cand_cell[order], cand_scores[order], labels[order]
+    if cell_soft is not None:
+        soft = cell_soft[cand_cell]
+    else:
+        # Too many cells to keep all their masks: recompute the (at most NMS_PRE) survivors'.
+        soft = (kernels[cells[cand_cell]] @ flat_feat).sigmoid()
+    soft = soft.view(-1, hf, wf)
+    binary = soft > params.mask_thr
+    areas = binary.flatten(1).sum(dim=1).float()
 
     if params.nms_type == "matrix":
         cand_scores = matrix_nms(labels, binary, areas, cand_scores, kernel=params.nms_kernel, sigma=params.nms_sigma)
@@ -113,6 +123,28 @@ def postprocess_image(
     result.scores = cand_scores
     result.pred_classes = labels
     return result
+
+
+# Soft masks of at most this many mask-feature pixels are held at once (256 MB of float32).
+_MAX_MASK_ELEMENTS = 1 << 26
+
+
+def _dynamic_mask_stats(
+    kernels: torch.Tensor, flat_feat: torch.Tensor, mask_thr: float
+) -> Tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Dynamic 1x1 conv of every kernel (K x E) over E x P features: (soft masks or None, binary areas, soft sums).
+
+    The masks are computed in chunks as one matmul each; they are returned (K x P) only when they fit in one chunk,
+    so an untrained or low-threshold model with thousands of candidates cannot exhaust memory.
+    """
+    chunk = max(1, _MAX_MASK_ELEMENTS // max(1, flat_feat.shape[1]))
+    areas, sums, soft = [], [], None
+    for start in range(0, kernels.shape[0], chunk):
+        soft = (kernels[start : start + chunk] @ flat_feat).sigmoid()
+        binary = soft > mask_thr
+        areas.append(binary.sum(dim=1).float())
+        sums.append((soft * binary).sum(dim=1))
+    return (soft if kernels.shape[0] <= chunk else None), torch.cat(areas), torch.cat(sums)
 
 
 def _empty_instances(size: Tuple[int, int], device: torch.device) -> Instances:
