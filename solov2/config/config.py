@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, List, Optional
+from typing import Any, List
 
 from fvcore.common.config import CfgNode as _FvCfgNode
 from iopath.common.file_io import g_pathmgr
@@ -44,10 +44,6 @@ class CfgNode(_FvCfgNode):
             except (KeyError, ValueError, AssertionError) as e:
                 raise ConfigError(f"{_describe(e)} (in command-line override '{key} {value}')") from e
 
-    def dump(self, *args: Any, **kwargs: Any) -> str:
-        """Return the config as a YAML string."""
-        return super().dump(*args, **kwargs)
-
 
 def _describe(e: BaseException) -> str:
     """Turn yacs' terse KeyError/ValueError text into one readable sentence."""
@@ -57,9 +53,6 @@ def _describe(e: BaseException) -> str:
         key = msg.split(":", 1)[1].strip()
         return f"Unknown config key '{key}'"
     return msg
-
-
-_DEFAULT: Optional[CfgNode] = None
 
 
 def get_cfg() -> CfgNode:
