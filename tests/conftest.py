@@ -36,3 +36,14 @@ def reference_state_dict_shapes(shared_data: Path) -> dict:
         name, shape = line.split(" ", 1)
         shapes[name] = tuple(int(s) for s in shape.strip("() ").split(",") if s.strip())
     return shapes
+
+
+@pytest.fixture(autouse=True)
+def _restore_solov2_logger():
+    """Tools call setup_logger(), which stops 'solov2' records reaching the root logger (and caplog)."""
+    import logging
+
+    logger = logging.getLogger("solov2")
+    state = (logger.propagate, list(logger.handlers), logger.level)
+    yield
+    logger.propagate, logger.handlers[:], logger.level = state[0], state[1], state[2]
