@@ -21,7 +21,7 @@ import numpy as np
 import tqdm
 
 from solov2.config import get_cfg
-from solov2.data import MetadataCatalog
+from solov2.data import MetadataCatalog, register_datasets_from_cfg
 from solov2.data.detection_utils import read_image
 from solov2.engine.predictor import DefaultPredictor
 from solov2.evaluation.coco_evaluation import instances_to_coco_json
@@ -39,8 +39,9 @@ def setup_cfg(args: argparse.Namespace):
     if args.config_file:
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
-    # Keep every candidate above the drawing threshold (and no lower, to save time).
-    cfg.MODEL.SOLOV2.SCORE_THR = min(cfg.MODEL.SOLOV2.SCORE_THR, args.confidence_threshold)
+    # Maskness and Matrix NMS only lower a score, and a candidate's decay depends only on higher-scored ones, so
+    # dropping candidates below the drawing threshold before post-processing changes nothing that gets drawn.
+    cfg.MODEL.SOLOV2.SCORE_THR = args.confidence_threshold
     cfg.freeze()
     return cfg
 
@@ -53,7 +54,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--video-input", help="Path to a video file.")
     parser.add_argument("--input", nargs="+", help="Image files, folders or glob patterns.")
     parser.add_argument("--output", help="A folder for the results, or a file name when there is a single input.")
-    parser.add_argument("--confidence-threshold", type=float, default=0.5, help="Minimum score to draw.")
+    parser.add_argument("--confidence-threshold", type=float, default=0.5,
+                        help="Minimum score to draw (also sets MODEL.SOLOV2.SCORE_THR).")
     parser.add_argument("--json", action="store_true", help="Also write the predictions as COCO-style JSON.")
     parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="KEY VALUE config overrides.")
     return parser
@@ -64,21 +66,24 @@ def expand_inputs(patterns: List[str]) -> List[str]:
     files: List[str] = []
     for p in patterns:
         if os.path.isdir(p):
-            files.extend(sorted(os.path.join(p, f) for f in os.listdir(p) if f.lower().endswith(IMAGE_EXTENSIONS)))
+            found = sorted(os.path.join(p, f) for f in os.listdir(p) if f.lower().endswith(IMAGE_EXTENSIONS))
         elif any(ch in p for ch in "*?["):
-            files.extend(sorted(glob.glob(os.path.expanduser(p), recursive=True)))
+            found = sorted(glob.glob(os.path.expanduser(p), recursive=True))
         else:
-            files.append(p)
+            found = [p]
+        if not found:
+            logging.getLogger("solov2").warning(f"'{p}' matches no image files")
+        files.extend(found)
     return files
 
 
 def _metadata(cfg) -> Any:
-    names = list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN)
-    for name in names:
-        try:
-            return MetadataCatalog.get(name)
-        except Exception:  # an unknown dataset name only costs us the class names
-            continue
+    """Metadata of the config's first dataset that knows its class names (labels and JSON category ids)."""
+    register_datasets_from_cfg(cfg)  # datasets named in DATASETS.COCO_INSTANCES give their class names too
+    for name in list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN):
+        meta = MetadataCatalog.get(name)
+        if meta.get("thing_classes"):
+            return meta
     return None
 
 
@@ -211,28 +216,31 @@ def main(argv: Optional[List[str]] = None) -> int:
     logger = setup_logger(name="solov2")
     setup_logger(name="demo")
     logger.info(f"Arguments: {args}")
+    if not (args.input or args.webcam or args.video_input):
+        logger.error("Nothing to do: pass --input, --video-input or --webcam")
+        return 2
+    if args.json and not (args.input and args.output):
+        logger.error("--json writes a JSON file next to each output image: it needs --input and --output")
+        return 2
+    if args.video_input and not os.path.isfile(args.video_input):
+        logger.error(f"Video input '{args.video_input}' does not exist")
+        return 1
+    files = expand_inputs(args.input) if args.input else []
+    if args.input and not files:
+        logger.error(f"No input images found for {args.input}")
+        return 1
     cfg = setup_cfg(args)
     if not cfg.MODEL.WEIGHTS:
         logger.warning("MODEL.WEIGHTS is empty: the model is RANDOMLY INITIALISED and its predictions mean nothing. "
                        "Pass --opts MODEL.WEIGHTS path/to/model.pth")
     demo = Demo(cfg, args.confidence_threshold)
-    if args.input:
-        files = expand_inputs(args.input)
-        if not files:
-            logger.error(f"No input images found for {args.input}")
-            return 1
+    if files:
         failed = run_images(demo, files, args, logger)
         print(f"Done: {len(files) - failed} succeeded, {failed} failed")
         return 1 if failed else 0
     if args.webcam:
         return run_video(demo, 0, args, logger)
-    if args.video_input:
-        if not os.path.isfile(args.video_input):
-            logger.error(f"Video input '{args.video_input}' does not exist")
-            return 1
-        return run_video(demo, args.video_input, args, logger)
-    logger.error("Nothing to do: pass --input, --video-input or --webcam")
-    return 2
+    return run_video(demo, args.video_input, args, logger)
 
 
 if __name__ == "__main__":

@@ -77,3 +77,59 @@ def test_r50_fpn_names_match_reference(reference_state_dict_shapes):
     ref = {k: v for k, v in reference_state_dict_shapes.items() if k.startswith("backbone.")}
     assert set(ours) == set(ref)
     assert all(ours[k] == ref[k] for k in ref)
+
+
+def _narrow_r50(**resnets):
+    """A bottleneck ResNet-50 with few channels so building and running it is quick."""
+    base = {"STEM_OUT_CHANNELS": 16, "RES2_OUT_CHANNELS": 32, "WIDTH_PER_GROUP": 8}
+    base.update(resnets)
+    return _fpn_cfg(50, **base)
+
+
+def test_deform_interval_and_modulated_offsets():
+    cfg = _narrow_r50(DEFORM_ON_PER_STAGE=[False, True, False, True], DEFORM_MODULATED=True, DEFORM_INTERVAL=2)
+    bb = build_backbone(cfg)
+    bu = bb.bottom_up
+    # res3 has 4 blocks: with interval 2 blocks 0 and 2 are deformable; res4 has none.
+    assert [hasattr(b, "conv2_offset") for b in bu.res3] == [True, False, True, False]
+    assert not any(hasattr(b, "conv2_offset") for b in bu.res4)
+    off = bu.res3[0].conv2_offset
+    assert off.weight.shape == (27, 16, 3, 3)  # 18 offsets + 9 modulation masks, bottleneck width 16 in res3
+    assert torch.count_nonzero(off.weight) == 0 and torch.count_nonzero(off.bias) == 0
+    out = bb(torch.randn(1, 3, 64, 64))
+    assert out["p3"].shape == (1, 256, 8, 8)
+
+
+def test_freeze_levels_convert_batchnorm():
+    from solov2.layers import FrozenBatchNorm2d
+
+    cfg = _narrow_r50(NORM="BN")
+    cfg.MODEL.BACKBONE.FREEZE_AT = 3
+    bu = build_backbone(cfg).bottom_up
+    assert isinstance(bu.stem.conv1.norm, FrozenBatchNorm2d)
+    assert isinstance(bu.res3[0].conv1.norm, FrozenBatchNorm2d) and not bu.res3[0].conv1.weight.requires_grad
+    assert isinstance(bu.res4[0].conv1.norm, torch.nn.BatchNorm2d) and bu.res4[0].conv1.weight.requires_grad
+    cfg.MODEL.BACKBONE.FREEZE_AT = 0
+    bu = build_backbone(cfg).bottom_up
+    assert all(p.requires_grad for p in bu.parameters())
+    assert isinstance(bu.stem.conv1.norm, torch.nn.BatchNorm2d)
+
+
+def test_stride_in_1x1_dilation_and_plain_resnet():
+    cfg = _narrow_r50(STRIDE_IN_1X1=True)
+    bu = build_backbone(cfg).bottom_up
+    assert bu.res3[0].conv1.stride == (2, 2) and bu.res3[0].conv2.stride == (1, 1)
+    cfg = _narrow_r50(STRIDE_IN_1X1=False)
+    bu = build_backbone(cfg).bottom_up
+    assert bu.res3[0].conv1.stride == (1, 1) and bu.res3[0].conv2.stride == (2, 2)
+    # A plain ResNet with a dilated res5 keeps stride 16; the FPN refuses it with the key named.
+    cfg = _narrow_r50(RES5_DILATION=2)
+    cfg.MODEL.BACKBONE.NAME = "build_resnet_backbone"
+    plain = build_backbone(cfg)
+    assert plain.output_shape()["res5"].stride == 16
+    out = plain(torch.randn(1, 3, 64, 64))
+    assert list(out) == ["res2", "res3", "res4", "res5"] and out["res5"].shape == (1, 256, 4, 4)
+    assert plain.res5[0].conv2.dilation == (2, 2)
+    cfg.MODEL.BACKBONE.NAME = "build_resnet_fpn_backbone"
+    with pytest.raises(ValueError, match="RES5_DILATION"):
+        build_backbone(cfg)

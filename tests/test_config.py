@@ -45,6 +45,29 @@ def test_unknown_key_error_names_key_and_file(tmp_path):
         get_cfg().merge_from_list(["SOLVER.BASE_LRR", "1.0"])
 
 
+def test_error_names_the_base_file_that_holds_the_bad_key(tmp_path):
+    (tmp_path / "base.yaml").write_text("SOLVER:\n  MAX_ITER: 'many'\n  WARMUP_ITERZ: 3\n")
+    (tmp_path / "top.yaml").write_text('_BASE_: "base.yaml"\nSOLVER:\n  BASE_LR: 0.1\n')
+    with pytest.raises(ConfigError) as e:
+        get_cfg().merge_from_file(str(tmp_path / "top.yaml"))
+    msg = str(e.value)
+    assert "SOLVER.WARMUP_ITERZ" in msg or "SOLVER.MAX_ITER" in msg
+    assert f"'{tmp_path / 'base.yaml'}', a _BASE_ of '{tmp_path / 'top.yaml'}'" in msg
+    # The child overriding the base's bad value is fine; a child's own bad key names the child.
+    (tmp_path / "base.yaml").write_text("SOLVER:\n  MAX_ITER: 'many'\n")
+    (tmp_path / "top.yaml").write_text('_BASE_: "base.yaml"\nSOLVER:\n  MAX_ITER: 7\n  STEPZ: (1,)\n')
+    with pytest.raises(ConfigError) as e:
+        get_cfg().merge_from_file(str(tmp_path / "top.yaml"))
+    assert "SOLVER.STEPZ" in str(e.value) and "_BASE_" not in str(e.value)
+    (tmp_path / "top.yaml").write_text('_BASE_: "base.yaml"\nSOLVER:\n  MAX_ITER: 7\n')
+    cfg = get_cfg()
+    cfg.merge_from_file(str(tmp_path / "top.yaml"))
+    assert cfg.SOLVER.MAX_ITER == 7
+    (tmp_path / "top.yaml").write_text('_BASE_: "gone.yaml"\n')
+    with pytest.raises(ConfigError, match="gone.yaml"):
+        get_cfg().merge_from_file(str(tmp_path / "top.yaml"))
+
+
 def test_wrong_type_and_odd_overrides(tmp_path):
     bad = tmp_path / "t.yaml"
     bad.write_text("SOLVER:\n  MAX_ITER: 'many'\n")

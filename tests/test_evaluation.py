@@ -3,9 +3,9 @@
 import contextlib
 import io
 import json
+import logging
 
 import numpy as np
-import pycocotools.mask as mask_util
 import pytest
 import torch
 from pycocotools.coco import COCO
@@ -13,7 +13,7 @@ from pycocotools.cocoeval import COCOeval
 
 from solov2.data import DatasetCatalog, MetadataCatalog, register_coco_instances
 from solov2.data.datasets import ensure_shapes_split
-from solov2.evaluation import COCOEvaluator
+from solov2.evaluation import COCOEvaluator, DatasetEvaluator, inference_on_dataset
 from solov2.structures import Boxes, Instances, segmentation_to_bitmask
 
 
@@ -84,8 +84,75 @@ def test_numbers_equal_pycocotools_directly(shapes_gt, tmp_path):
     assert res["segm"]["AP"] < 100.0  # the perturbed mask costs something
 
 
-def test_no_predictions_warns_and_returns_empty(shapes_gt, caplog):
+def test_no_images_warns_and_returns_empty(shapes_gt, caplog):
     name, _ = shapes_gt
     ev = COCOEvaluator(name, distributed=False)
     ev.reset()
-    assert not ev.evaluate()
+    with caplog.at_level(logging.WARNING, logger="solov2.evaluation.coco_evaluation"):
+        assert ev.evaluate() == {}
+    assert "No images were processed" in caplog.text
+
+
+def test_zero_detections_give_ap_0_with_warning(shapes_gt, tmp_path, caplog):
+    name, _ = shapes_gt
+    inputs, outputs = _gt_as_predictions(name)
+    outputs = [{"instances": o["instances"][:0]} for o in outputs]  # the model found nothing
+    ev = COCOEvaluator(name, output_dir=str(tmp_path), distributed=False)
+    ev.reset()
+    ev.process(inputs, outputs)
+    with caplog.at_level(logging.WARNING, logger="solov2.evaluation.coco_evaluation"):
+        res = ev.evaluate()
+    assert "made no predictions" in caplog.text
+    for task in ("segm", "bbox"):
+        assert res[task]["AP"] == 0.0 and res[task]["AP50"] == 0.0
+        assert all(res[task][f"AP-{c}"] == 0.0 for c in MetadataCatalog.get(name).thing_classes)
+    assert json.loads((tmp_path / "coco_instances_results.json").read_text()) == []
+
+
+def test_python_registered_dataset_is_converted_with_original_ids(shapes_gt, tmp_path):
+    """No json_file: the dataset dicts are written as COCO json; results use the original category ids."""
+    name, _ = shapes_gt
+    py_name = "shapes_eval_python_registered"
+    dicts = DatasetCatalog.get(name)
+    if py_name not in DatasetCatalog:
+        DatasetCatalog.register(py_name, lambda: dicts)
+        MetadataCatalog.get(py_name).set(
+            thing_classes=list(MetadataCatalog.get(name).thing_classes),
+            thing_dataset_id_to_contiguous_id={10: 0, 20: 1, 30: 2},
+        )
+    inputs, outputs = _gt_as_predictions(name)
+    ev = COCOEvaluator(py_name, output_dir=str(tmp_path), distributed=False)
+    ev.reset()
+    ev.process(inputs, outputs)
+    res = ev.evaluate()
+    assert res["segm"]["AP"] == pytest.approx(100.0) and res["bbox"]["AP"] == pytest.approx(100.0)
+    gt = json.loads((tmp_path / f"{py_name}_coco_format.json").read_text())
+    assert {c["id"] for c in gt["categories"]} == {10, 20, 30}
+    assert len(gt["images"]) == len(dicts) and len(gt["annotations"]) == sum(len(d["annotations"]) for d in dicts)
+    saved = json.loads((tmp_path / "coco_instances_results.json").read_text())
+    assert {r["category_id"] for r in saved} <= {10, 20, 30} and len(saved) == len(gt["annotations"])
+
+
+class _CountingEvaluator(DatasetEvaluator):
+    def reset(self):
+        self.ids = []
+
+    def process(self, inputs, outputs):
+        # -1 marks an output computed in training mode, which must never happen during inference.
+        self.ids += [-1 if o["model_was_training"] else i["image_id"] for i, o in zip(inputs, outputs)]
+
+    def evaluate(self):
+        return {"count": {"n": len(self.ids)}}
+
+
+def test_inference_on_dataset_visits_every_batch_in_eval_mode():
+    class Model(torch.nn.Module):
+        def forward(self, batch):
+            return [{"model_was_training": self.training} for _ in batch]
+
+    model = Model().train()
+    loader = [[{"image_id": 2 * k}, {"image_id": 2 * k + 1}] for k in range(7)]
+    evaluator = _CountingEvaluator()
+    res = inference_on_dataset(model, loader, evaluator)
+    assert res == {"count": {"n": 14}} and evaluator.ids == list(range(14))
+    assert model.training  # the previous mode is restored

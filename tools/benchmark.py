@@ -15,7 +15,7 @@ import statistics
 import sys
 import time
 from contextlib import nullcontext
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -74,47 +74,59 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     cfg.MODEL.DEVICE = args.device
-    cfg.MODEL.WEIGHTS = cfg.MODEL.WEIGHTS if cfg.MODEL.WEIGHTS and not cfg.MODEL.WEIGHTS.startswith(("http", "detectron2")) else ""
-    h, w = (int(x) for x in args.input_size.lower().split("x"))
+    h, w = _parse_size(args.input_size)
     torch.manual_seed(0)
+    # Timing does not depend on the weights' values, so nothing is loaded.
     model = build_model(cfg)
+    if args.candidates == "full":
+        # A random model's category scores sit at PRIOR_PROB (below SCORE_THR), which would leave post-processing
+        # with nothing to do; logits near 0 give every cell ~0.5, so it handles NMS_PRE candidates as a trained
+        # model does on a crowded image (the worst case).
+        with torch.no_grad():
+            model.ins_head.cate_pred.bias.zero_()
     device = next(model.parameters()).device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rss0 = _peak_rss_mb()
     result: Dict[str, Any] = {
         "config": args.config_file, "input_size": [h, w], "device": str(device), "amp": args.amp,
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-        "weights": "random (no MODEL.WEIGHTS)" if not cfg.MODEL.WEIGHTS else cfg.MODEL.WEIGHTS,
-        "inference": [],
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "weights": "random init", "candidates": args.candidates, "inference": [],
     }
     g = torch.Generator().manual_seed(0)
     model.eval()
     for bs in args.batch_sizes:
         batch = [{"image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)} for _ in range(bs)]
 
+        detections: List[int] = []
+
         def infer() -> None:
             with torch.inference_mode(), _autocast(device, args.amp):
-                model(batch)
+                out = model(batch)
+            detections[:] = [len(o["instances"]) for o in out]
 
         times = _time(infer, args.warmup, args.iters, device)
         med = statistics.median(times)
         result["inference"].append({"batch_size": bs, "latency_median_s": med, "latency_min_s": min(times),
-                                    "images_per_s": bs / med})
+                                    "images_per_s": bs / med, "instances_per_image": detections})
     if args.train:
         model.train()
         bs = args.train_batch_size
         batch = [{"image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g),
                   "instances": _random_gt(h, w, 8, cfg.MODEL.SOLOV2.NUM_CLASSES, g)} for _ in range(bs)]
         opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
+        # float16 training needs loss scaling; timing it without would flatter AMP.
+        scaler = torch.amp.GradScaler(device.type, enabled=args.amp and device.type == "cuda")
 
         def step() -> None:
             with _autocast(device, args.amp):
                 losses = model(batch)
             loss = sum(losses.values())
             opt.zero_grad()
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
 
         times = _time(step, max(1, args.warmup // 2), max(2, args.iters // 2), device)
         result["train"] = {"batch_size": bs, "iter_time_median_s": statistics.median(times)}
@@ -130,29 +142,49 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     if device.type == "cuda":
         result["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     else:
+        # Peak RSS of the process, and how much it grew after the model was built (activations, NMS, training).
         result["peak_memory_mb"] = _peak_rss_mb()
         result["peak_memory_delta_mb"] = _peak_rss_mb() - rss0
     return result
 
 
+def _parse_size(text: str) -> Tuple[int, int]:
+    """'800x1216' -> (800, 1216)."""
+    try:
+        h, w = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"--input-size must be HxW, e.g. 800x1216; got '{text}'") from None
+    if h < 32 or w < 32:
+        raise SystemExit(f"--input-size {text} is too small: both sides must be at least 32 pixels")
+    return h, w
+
+
 def format_table(r: Dict[str, Any]) -> str:
-    """A markdown table of the results."""
-    rows = [("what", "value")]
+    """A markdown table of the results, under a line saying what was measured where."""
+    rows = []
     for x in r["inference"]:
-        rows.append((f"inference batch {x['batch_size']}: latency (median)", f"{x['latency_median_s'] * 1000:.1f} ms"))
-        rows.append((f"inference batch {x['batch_size']}: throughput", f"{x['images_per_s']:.2f} img/s"))
+        bs = x["batch_size"]
+        rows.append((f"inference batch {bs}: latency (median)", f"{x['latency_median_s'] * 1000:.1f} ms"))
+        rows.append((f"inference batch {bs}: throughput", f"{x['images_per_s']:.2f} img/s"))
+        rows.append((f"inference batch {bs}: instances / image", ", ".join(map(str, x["instances_per_image"]))))
     if "train" in r:
-        rows.append((f"training iteration, batch {r['train']['batch_size']}", f"{r['train']['iter_time_median_s'] * 1000:.1f} ms"))
+        t = r["train"]
+        rows.append((f"training iteration, batch {t['batch_size']}", f"{t['iter_time_median_s'] * 1000:.1f} ms"))
     if "matrix_nms" in r:
         m = r["matrix_nms"]
         rows.append((f"Matrix NMS, {m['num_masks']} masks of {m['mask_size'][0]}x{m['mask_size'][1]}",
                      f"{m['time_median_s'] * 1000:.2f} ms"))
-    rows.append(("peak memory" + (" (RSS)" if "peak_memory_delta_mb" in r else " (CUDA allocated)"),
-                 f"{r['peak_memory_mb']:.0f} MiB"))
+    if "peak_memory_delta_mb" in r:
+        rows.append(("peak memory (process RSS; growth after model build)",
+                     f"{r['peak_memory_mb']:.0f} MiB; +{r['peak_memory_delta_mb']:.0f} MiB"))
+    else:
+        rows.append(("peak memory (CUDA max allocated)", f"{r['peak_memory_mb']:.0f} MiB"))
     w0 = max(len(a) for a, _ in rows)
-    head = f"{r['config']} @ {r['input_size'][0]}x{r['input_size'][1]} on {r['device']}" + (" (AMP)" if r["amp"] else "")
-    lines = [head, f"| {'what':<{w0}} | value |", f"|{'-' * (w0 + 2)}|-------|"]
-    lines += [f"| {a:<{w0}} | {b} |" for a, b in rows[1:]]
+    w1 = max(len("value"), *(len(b) for _, b in rows))
+    head = (f"{r['config']} @ {r['input_size'][0]}x{r['input_size'][1]} on {r['device']}"
+            f"{' (AMP)' if r['amp'] else ''}, {r['threads']} threads, candidates: {r['candidates']}")
+    lines = [head, f"| {'what':<{w0}} | {'value':<{w1}} |", f"|{'-' * (w0 + 2)}|{'-' * (w1 + 2)}|"]
+    lines += [f"| {a:<{w0}} | {b:<{w1}} |" for a, b in rows]
     return "\n".join(lines)
 
 
@@ -169,12 +201,15 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", action="store_true", help="also time a training iteration")
     p.add_argument("--train-batch-size", type=int, default=2)
     p.add_argument("--nms-masks", type=int, default=0, help="time Matrix NMS on this many masks")
+    p.add_argument("--candidates", choices=["full", "model"], default="full",
+                   help="full: post-processing gets NMS_PRE candidates (worst case, like a trained model on a busy "
+                        "image); model: the random model's own scores (nearly no candidates, post-processing ~free)")
     p.add_argument("--output", help="write the results as JSON here")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE config overrides")
     return p
 
 
-def main(argv: List[str] = None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     """Entry point."""
     args = get_parser().parse_args(argv)
     result = run(args)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import tempfile
-from typing import Any, Dict, List, Optional
+import uuid
+from typing import Any, BinaryIO, Callable, Dict, List, Optional
 
 import torch
 from fvcore.common.checkpoint import Checkpointer as _FvCheckpointer
@@ -14,16 +14,18 @@ from fvcore.common.checkpoint import _IncompatibleKeys
 
 from ..utils import comm
 from ..utils.file_io import PathManager
-from .converters import convert_c2_msra_resnet, convert_torchvision_resnet, is_torchvision_resnet
+from .converters import convert_c2_msra_resnet, convert_torchvision_resnet, is_c2_msra_resnet, is_torchvision_resnet
 
 REMOTE_PREFIXES = ("detectron2://", "http://", "https://", "s3://", "gs://")
 
 
-def _atomic_write(path: str, write) -> None:
+def _atomic_write(path: str, write: Callable[[BinaryIO], Any]) -> None:
     """Write via a temporary file in the same folder, fsync, then rename over `path`."""
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
+    tmp = os.path.join(d, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    # os.open with 0o666 honours the umask, so the final file gets ordinary permissions (mkstemp gives 0600).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -71,14 +73,15 @@ class Checkpointer(_FvCheckpointer):
         """Load weights (and checkpointables) from a local file; remote paths get a clear error."""
         if path and path.startswith(REMOTE_PREFIXES) and not os.path.isfile(path):
             raise FileNotFoundError(
-                f"MODEL.WEIGHTS '{path}' is a remote file and this program does not download weights "
-                f"(no network access assumed). Download it yourself and pass the local file: MODEL.WEIGHTS /path/to/{os.path.basename(path)}"
+                f"MODEL.WEIGHTS '{path}' is a remote file and solov2 does not download weights; download it "
+                f"yourself and pass the local file: MODEL.WEIGHTS /path/to/{os.path.basename(path)}"
             )
         if path and not os.path.isfile(path):
             raise FileNotFoundError(f"Checkpoint file '{path}' does not exist")
         return super().load(path, checkpointables)
 
     def _bottom_up_prefix(self) -> str:
+        """Where the ResNet's `stem.conv1.weight` lives in this model (FPN model, bare backbone or ResNet)."""
         keys = self.model.state_dict().keys()
         for prefix in ("backbone.bottom_up.", "backbone.", ""):
             if f"{prefix}stem.conv1.weight" in keys:
@@ -89,16 +92,11 @@ class Checkpointer(_FvCheckpointer):
         """Read any supported format and return {"model": state_dict with our names, ...}."""
         if filename.endswith(".pkl"):
             with PathManager.open(filename, "rb") as f:
-                data = pickle.load(f, encoding="latin1")
-            if isinstance(data, dict) and "model" in data and "__author__" in data and data["__author__"] != "Caffe2":
-                # A Detectron2-converted pickle: already our names, numpy arrays.
-                self.logger.info(f"Reading a Detectron2-format pickle from {filename}")
-                return {"model": data["model"], "__author__": data["__author__"], "matching_heuristics": True}
-            blobs = data.get("blobs", data) if isinstance(data, dict) else None
-            if not isinstance(blobs, dict):
-                raise ValueError(f"'{filename}' is not a Caffe2 weight pickle (expected a dict of arrays)")
-            self.logger.info(f"Converting MSRA Caffe2 ResNet weights from {filename}")
-            return {"model": convert_c2_msra_resnet(blobs, self._bottom_up_prefix())}
+                try:
+                    data = pickle.load(f, encoding="latin1")
+                except Exception as e:
+                    raise ValueError(f"Cannot read weight pickle '{filename}': {e}") from e
+            return self._from_pickle(filename, data)
         with PathManager.open(filename, "rb") as f:
             try:
                 data = torch.load(f, map_location=torch.device("cpu"), weights_only=False)
@@ -107,6 +105,9 @@ class Checkpointer(_FvCheckpointer):
         if not isinstance(data, dict):
             raise ValueError(f"Checkpoint '{filename}' holds a {type(data).__name__}, not a dict")
         if "model" in data:
+            if not isinstance(data["model"], dict):
+                raise ValueError(f"Checkpoint '{filename}': 'model' holds a {type(data['model']).__name__}, "
+                                 f"not a state dict")
             return data  # ours, or a published SOLOv2 checkpoint ({"model": state_dict})
         if "state_dict" in data and isinstance(data["state_dict"], dict):
             data = data["state_dict"]
@@ -114,6 +115,28 @@ class Checkpointer(_FvCheckpointer):
             self.logger.info(f"Converting torchvision ResNet weights from {filename}")
             return {"model": convert_torchvision_resnet(data, self._bottom_up_prefix())}
         return {"model": data}
+
+    def _from_pickle(self, filename: str, data: Any) -> Dict[str, Any]:
+        """A .pkl's content -> {"model": state_dict}: MSRA Caffe2 blobs are renamed, our names kept."""
+        if not isinstance(data, dict):
+            raise ValueError(f"'{filename}' holds a {type(data).__name__}, not a dict of weights")
+        if "blobs" in data:
+            blobs = data["blobs"]
+        elif "model" in data and isinstance(data["model"], dict):
+            blobs = data["model"]
+        else:
+            blobs = data
+        if not isinstance(blobs, dict):
+            raise ValueError(f"'{filename}': expected a dict of arrays, got a {type(blobs).__name__}")
+        if is_c2_msra_resnet(blobs):
+            self.logger.info(
+                f"Converting MSRA Caffe2 ResNet weights from {filename}; they expect BGR 0-255 input with "
+                f"MODEL.PIXEL_STD [1, 1, 1] and MODEL.RESNETS.STRIDE_IN_1X1 True (the defaults)"
+            )
+            return {"model": convert_c2_msra_resnet(blobs, self._bottom_up_prefix())}
+        # A Detectron2-style pickle already using our parameter names (numpy arrays become tensors in fvcore).
+        self.logger.info(f"Reading weights with our parameter names from {filename}")
+        return {"model": {k: v for k, v in blobs.items() if not k.startswith("__")}}
 
     def _log_incompatible_keys(self, incompatible: _IncompatibleKeys) -> None:
         """Log missing, unexpected and shape-mismatched keys as one table (mismatched ones were skipped)."""

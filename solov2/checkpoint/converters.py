@@ -90,3 +90,8 @@ def convert_torchvision_resnet(state: Mapping[str, torch.Tensor], prefix: str) -
 def is_torchvision_resnet(state: Mapping[str, Any]) -> bool:
     """Whether a flat state dict looks like torchvision's ResNet."""
     return "conv1.weight" in state and any(k.startswith("layer1.0.") for k in state)
+
+
+def is_c2_msra_resnet(blobs: Mapping[str, Any]) -> bool:
+    """Whether a dict of arrays uses the MSRA Caffe2 ResNet blob names (conv1_w, res2_0_branch2a_w, ...)."""
+    return "conv1_w" in blobs or any(re.fullmatch(r"res\d_\d+_branch\w+", k) for k in blobs)

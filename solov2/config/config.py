@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, List
+import os
+import re
+from typing import Any, Dict, List, Optional, Tuple
 
+import yaml
+from fvcore.common.config import BASE_KEY
 from fvcore.common.config import CfgNode as _FvCfgNode
 from iopath.common.file_io import g_pathmgr
 
@@ -30,7 +34,10 @@ class CfgNode(_FvCfgNode):
         try:
             self.merge_from_other_cfg(loaded)
         except (KeyError, ValueError, AssertionError) as e:
-            raise ConfigError(f"{_describe(e)} (in config file '{cfg_filename}')") from e
+            key = _key_of(e)
+            culprit = _file_setting(key, cfg_filename) if key else cfg_filename
+            where = f"'{culprit}'" if culprit == cfg_filename else f"'{culprit}', a _BASE_ of '{cfg_filename}'"
+            raise ConfigError(f"{_describe(e)} (in config file {where})") from e
 
     def merge_from_list(self, cfg_list: List[Any]) -> None:
         """Merge KEY VALUE pairs, e.g. ["SOLVER.BASE_LR", "0.02"]."""
@@ -53,6 +60,43 @@ def _describe(e: BaseException) -> str:
         key = msg.split(":", 1)[1].strip()
         return f"Unknown config key '{key}'"
     return msg
+
+
+def _key_of(e: BaseException) -> Optional[str]:
+    """The dotted config key a yacs merge error is about, if its message names one."""
+    m = re.search(r"config key:\s*(\S+)", str(e.args[0]) if e.args else str(e))
+    return m.group(1) if m else None
+
+
+def _base_chain(filename: str) -> List[Tuple[str, Dict[str, Any]]]:
+    """(file, raw YAML dict) for `filename` and its `_BASE_` files, lowest precedence first."""
+    with g_pathmgr.open(filename, "r") as f:
+        raw = yaml.safe_load(f) or {}
+    bases = raw.get(BASE_KEY, [])
+    chain: List[Tuple[str, Dict[str, Any]]] = []
+    for base in [bases] if isinstance(bases, str) else bases:
+        base = os.path.expanduser(base)
+        if not base.startswith(("/", "https://", "http://")):
+            base = os.path.join(os.path.dirname(filename), base)  # relative to the including file, as fvcore does
+        chain += _base_chain(base)
+    return chain + [(filename, raw)]
+
+
+def _file_setting(key: str, filename: str) -> str:
+    """Which file of `filename`'s `_BASE_` chain sets `key` last (so is to blame); `filename` if unsure."""
+    try:
+        chain = _base_chain(filename)
+    except Exception:  # only used to improve an error message; never hide the original error
+        return filename
+    for name, raw in reversed(chain):
+        node: Any = raw
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            return name
+    return filename
 
 
 def get_cfg() -> CfgNode:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import weakref
@@ -230,8 +231,10 @@ class DefaultTrainer(TrainerBase):
         # After the checkpointer, so the final checkpoint exists even if evaluation fails.
         ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, test_and_save_results))
         if comm.is_main_process():
-            # Last, so the writers see the evaluation's results too.
-            ret.append(hooks.PeriodicWriter(self.build_writers(), period=20))
+            # Last, so the writers see the evaluation's results too. Writers keep only the latest value of
+            # each metric, so they must write at every evaluation iteration or results would be overwritten.
+            period = math.gcd(20, cfg.TEST.EVAL_PERIOD) if cfg.TEST.EVAL_PERIOD > 0 else 20
+            ret.append(hooks.PeriodicWriter(self.build_writers(), period=period))
         return ret
 
     def build_writers(self) -> List[EventWriter]:

@@ -223,6 +223,10 @@ class AMPTrainer(SimpleTrainer):
             # bfloat16 has float32's exponent range, so losses cannot underflow and need no scaling.
             self.dtype = torch.bfloat16
             self.grad_scaler = None
+            logger.warning(
+                "SOLVER.AMP.ENABLED on CPU: autocast to bfloat16. Unless the CPU has native bfloat16 "
+                "(AVX512-BF16 / AMX) this is usually slower than float32; it mainly saves memory."
+            )
         else:
             raise ValueError(
                 f"SOLVER.AMP.ENABLED is only supported on CUDA and CPU, the model is on '{self.device_type}'"

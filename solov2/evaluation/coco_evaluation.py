@@ -250,7 +250,9 @@ class COCOEvaluator(DatasetEvaluator):
             coco_eval.evaluate()
             coco_eval.accumulate()
             coco_eval.summarize()
-        logger.info("COCOeval (%s) on '%s':\n%s", task, self._dataset_name, captured.getvalue())
+        # Only pycocotools' summary lines; its progress chatter ("creating index...") is noise in the log.
+        summary = "\n".join(line for line in captured.getvalue().splitlines() if line.lstrip().startswith("Average"))
+        logger.info("COCOeval (%s) on '%s':\n%s", task, self._dataset_name, summary)
         results = summarize_coco_eval(coco_eval, class_names)
         self._log_tables(task, results)
         return results

@@ -32,11 +32,37 @@ def _luminance(c: Sequence[int]) -> float:
     return 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
 
 
-def _mask_box(mask: np.ndarray) -> Optional[Tuple[int, int, int, int]]:
+def _label_anchor(mask: np.ndarray) -> Optional[Tuple[int, int]]:
+    """(x, y) where a mask's label goes: the middle of its top rows, so the label sits on the object itself
+    (a box corner can be far from a person whose legs stretch sideways)."""
     ys, xs = np.nonzero(mask)
     if len(xs) == 0:
         return None
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    top = int(ys.min())
+    band = max(2, (int(ys.max()) - top) // 10)
+    return int(np.median(xs[ys <= top + band])), top
+
+
+def _free_row(x1: int, y1: int, bw: int, bh: int, h: int, placed: List[Tuple[int, int, int, int]]) -> int:
+    """A top row for a bw x bh label at column x1 that covers no placed label: y1 itself, else the nearest row
+    reached by stepping down past the labels in the way, else stepping up; when the column is full, the row
+    where it covers the least label area."""
+    for step_down in (True, False):
+        y = y1
+        for _ in range(len(placed) + 1):
+            hit = next((p for p in placed if x1 < p[2] and p[0] < x1 + bw and y < p[3] and p[1] < y + bh), None)
+            if hit is None:
+                return y
+            y = hit[3] if step_down else hit[1] - bh
+            if y < 0 or y + bh > h:
+                break
+    boxes = np.array(placed, dtype=np.int64)
+    ys = np.arange(0, max(1, h - bh + 1))
+    dx = np.clip(np.minimum(x1 + bw, boxes[:, 2]) - np.maximum(x1, boxes[:, 0]), 0, None)
+    dy = np.clip(np.minimum(ys[:, None] + bh, boxes[None, :, 3]) - np.maximum(ys[:, None], boxes[None, :, 1]), 0, None)
+    cover = (dy * dx[None]).sum(axis=1)
+    # Ties go to the row nearest the object.
+    return int(ys[np.lexsort((np.abs(ys - y1), cover))[0]])
 
 
 class Visualizer:
@@ -58,7 +84,9 @@ class Visualizer:
         # Text and lines scale with the image so labels stay legible on large and small inputs.
         self.font_scale = float(np.clip(np.sqrt(h * w) / 750.0, 0.4, 1.8))
         self.text_thickness = max(1, int(round(self.font_scale * 1.6)))
-        self.line_width = max(1, int(round(np.sqrt(h * w) / 450.0)))
+        self.line_width = max(1, int(round(np.sqrt(h * w) / 220.0)))
+        # (x1, y1, x2, y2) of every label box the last draw call placed, exclusive ends; kept for layout checks.
+        self.label_boxes: List[Tuple[int, int, int, int]] = []
 
     def _class_names(self) -> Optional[List[str]]:
         return getattr(self.metadata, "thing_classes", None) if self.metadata is not None else None
@@ -80,14 +108,16 @@ class Visualizer:
     ) -> np.ndarray:
         """Draw each mask with its colour and label; returns the RGB uint8 image."""
         out = self.img.copy()
+        self.label_boxes = []
         n = len(masks)
         if n == 0:
             return out
         colors = list(colors) if colors is not None else instance_colors(n)
+        fitted = [self._fit_mask(m) for m in masks]
         # Largest first so small objects stay visible on top.
-        order = sorted(range(n), key=lambda i: -int(np.count_nonzero(masks[i])))
+        order = sorted(range(n), key=lambda i: -int(np.count_nonzero(fitted[i])))
         for i in order:
-            m = self._fit_mask(masks[i])
+            m = fitted[i]
             if not m.any():
                 continue
             color = np.array(colors[i], dtype=np.float32)
@@ -97,15 +127,11 @@ class Visualizer:
             edge = tuple(int(c) for c in np.clip(color * 0.7, 0, 255))
             cv2.drawContours(out, contours, -1, edge, self.line_width, lineType=cv2.LINE_AA)
         if labels is not None:
-            placed: List[Tuple[int, int, int, int]] = []
+            # Smallest first: their labels get the spot right above them, bigger objects' labels move instead.
             for i in order[::-1]:
-                if not labels[i]:
-                    continue
-                m = self._fit_mask(masks[i])
-                box = _mask_box(m)
-                if box is None:
-                    continue
-                self._draw_label(out, labels[i], box, colors[i], placed)
+                anchor = _label_anchor(fitted[i]) if labels[i] else None
+                if anchor is not None:
+                    self._draw_label(out, labels[i], anchor, colors[i], self.label_boxes)
         return out
 
     def _fit_mask(self, mask: np.ndarray) -> np.ndarray:
@@ -115,38 +141,45 @@ class Visualizer:
             m = cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
         return m
 
+    def _fit_text(self, text: str, max_width: int) -> Tuple[str, float, int, int, int, int]:
+        """(text, font scale, thickness, width, height, baseline) with the text's box at most max_width wide."""
+        font, scale, thick = cv2.FONT_HERSHEY_SIMPLEX, self.font_scale, self.text_thickness
+        while True:
+            (tw, th), baseline = cv2.getTextSize(text, font, scale, thick)
+            pad = max(2, thick + 1)
+            if tw + 2 * pad <= max_width:
+                return text, scale, thick, tw, th, baseline
+            # Shrink to a still-readable size first; beyond that, shorten the class name.
+            if scale > 0.3:
+                scale = max(0.3, scale * 0.85)
+                thick = max(1, int(round(scale * 1.6)))
+            elif len(text) > 2:
+                text = text[:-3].rstrip() + ".." if len(text) > 3 else text[:-1]
+            else:
+                return text, scale, thick, tw, th, baseline
+
     def _draw_label(
         self,
         out: np.ndarray,
         text: str,
-        box: Tuple[int, int, int, int],
+        anchor: Tuple[int, int],
         color: Tuple[int, int, int],
         placed: List[Tuple[int, int, int, int]],
     ) -> None:
         h, w = out.shape[:2]
-        font = cv2.FONT_HERSHEY_SIMPLEX
-        (tw, th), baseline = cv2.getTextSize(text, font, self.font_scale, self.text_thickness)
-        pad = max(2, self.text_thickness + 1)
+        text, scale, thick, tw, th, baseline = self._fit_text(text, w)
+        pad = max(2, thick + 1)
         bw, bh = tw + 2 * pad, th + baseline + 2 * pad
-        x1, y1 = box[0], box[1] - bh  # above the object when there is room
+        x1, y1 = anchor[0] - bw // 2, anchor[1] - bh  # centred just above the object's top when there is room
         if y1 < 0:
-            y1 = box[1]
+            y1 = anchor[1]
         x1 = int(np.clip(x1, 0, max(0, w - bw)))
-        y1 = int(np.clip(y1, 0, max(0, h - bh)))
-        # Shift down past labels already drawn so they never cover each other.
-        for _ in range(len(placed)):
-            hit = next((p for p in placed if x1 < p[2] and p[0] < x1 + bw and y1 < p[3] and p[1] < y1 + bh), None)
-            if hit is None:
-                break
-            y1 = hit[3] + 1
-            if y1 + bh > h:
-                y1 = max(0, h - bh)
-                break
+        y1 = _free_row(x1, int(np.clip(y1, 0, max(0, h - bh))), bw, bh, h, placed)
         placed.append((x1, y1, x1 + bw, y1 + bh))
         bg = tuple(int(c * 0.55) for c in color)  # darkened instance colour: white text always readable
         cv2.rectangle(out, (x1, y1), (x1 + bw - 1, y1 + bh - 1), bg, thickness=-1)
         fg = (255, 255, 255) if _luminance(bg) < 150 else (0, 0, 0)
-        cv2.putText(out, text, (x1 + pad, y1 + pad + th), font, self.font_scale, fg, self.text_thickness, cv2.LINE_AA)
+        cv2.putText(out, text, (x1 + pad, y1 + pad + th), cv2.FONT_HERSHEY_SIMPLEX, scale, fg, thick, cv2.LINE_AA)
 
     def draw_instance_predictions(self, predictions: Instances) -> np.ndarray:
         """Draw an Instances with pred_masks (and scores / pred_classes when present)."""

@@ -43,6 +43,12 @@ class FPN(Backbone):
                 f"(MODEL.RESNETS.OUT_FEATURES gives {list(shapes)})"
             )
         strides = [shapes[f].stride for f in in_features]
+        # Layer names (fpn_lateral{log2 stride}) and the x2 top-down path need strides doubling per level.
+        if any(b != 2 * a for a, b in zip(strides, strides[1:])) or any(s & (s - 1) for s in strides):
+            raise ValueError(
+                f"MODEL.FPN.IN_FEATURES {list(in_features)} have strides {strides}; the FPN needs powers of 2 "
+                f"doubling level by level (MODEL.RESNETS.RES5_DILATION must be 1 with an FPN)"
+            )
         in_channels = [shapes[f].channels for f in in_features]
         use_bias = norm == ""
         self.lateral_convs: List[Conv2d] = []
