@@ -155,6 +155,41 @@ def test_norm_decay_bias_lr_and_decay_when_asked():
     assert opt.defaults["nesterov"] is True
 
 
+
+def test_adamw_optimizer_keeps_param_groups_and_clipping():
+    cfg = get_cfg()
+    cfg.SOLVER.OPTIMIZER = "AdamW"  # case-insensitive, like the published configs' spellings
+    cfg.SOLVER.BASE_LR = 0.01
+    cfg.SOLVER.WEIGHT_DECAY = 0.05
+    cfg.SOLVER.BETAS = (0.8, 0.99)
+    cfg.SOLVER.CLIP_GRADIENTS.ENABLED = True
+    cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "full_model"
+    cfg.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 1e-3
+    net = _Net()
+    opt = build_optimizer(cfg, net)
+    assert isinstance(opt, torch.optim.AdamW) and opt.defaults["betas"] == (0.8, 0.99)
+    assert _hyper_of(opt, net.bn.weight) == (0.01, 0.0) and _hyper_of(opt, net.conv.weight) == (0.01, 0.05)
+    # Decoupled weight decay: a zero gradient still shrinks a decayed weight by lr * wd, never a norm weight.
+    w0, g0 = net.conv.weight.detach().clone(), net.bn.weight.detach().clone()
+    for p in net.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    assert torch.allclose(net.conv.weight, w0 * (1 - 0.01 * 0.05))
+    assert torch.equal(net.bn.weight, g0)
+    # The first Adam step moves every weight by ~lr whatever the gradient's size, so clipping shows in the grads.
+    for p in net.parameters():
+        p.grad = torch.full_like(p, 100.0)
+    opt.step()
+    total = torch.sqrt(sum((p.grad**2).sum() for p in net.parameters() if p.requires_grad))
+    assert total == pytest.approx(1e-3, rel=1e-4)
+
+
+def test_unknown_optimizer_names_the_key():
+    cfg = get_cfg()
+    cfg.SOLVER.OPTIMIZER = "LAMB"
+    with pytest.raises(ValueError, match="SOLVER.OPTIMIZER"):
+        build_optimizer(cfg, _Net())
+
 def _step_with_grad(cfg, grads):
     """One SGD step (lr 1, no momentum/decay) from zero params with the given grads; returns -update."""
     cfg.SOLVER.BASE_LR = 1.0

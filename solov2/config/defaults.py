@@ -148,7 +148,10 @@ _C.SOLVER.LR_SCHEDULER_NAME = "WarmupMultiStepLR"
 _C.SOLVER.MAX_ITER = 40000
 _C.SOLVER.BASE_LR = 0.001
 _C.SOLVER.BASE_LR_END = 0.0
+# "SGD" (Detectron2's optimizer: MOMENTUM, NESTEROV) or "ADAMW" (BETAS); both use BASE_LR and WEIGHT_DECAY*.
+_C.SOLVER.OPTIMIZER = "SGD"
 _C.SOLVER.MOMENTUM = 0.9
+_C.SOLVER.BETAS = (0.9, 0.999)
 _C.SOLVER.NESTEROV = False
 _C.SOLVER.WEIGHT_DECAY = 0.0001
 # Weight decay of norm layers' parameters (0: none unless asked).

@@ -1,4 +1,4 @@
-"""Optimizer (SGD with per-parameter lr / weight decay and gradient clipping) and LR scheduler from a config."""
+"""Optimizer (SGD or AdamW with per-parameter lr / weight decay and gradient clipping) and LR scheduler from a config."""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ def maybe_add_gradient_clipping(cfg: Any, optimizer_cls: Type[torch.optim.Optimi
 
 
 def build_optimizer(cfg: Any, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD over the model's trainable parameters with the SOLVER.* hyper-parameters."""
+    """SGD (SOLVER.OPTIMIZER "SGD") or AdamW ("ADAMW") over the model's trainable parameters, per SOLVER.*."""
     params = get_default_optimizer_params(
         model,
         base_lr=cfg.SOLVER.BASE_LR,
@@ -128,14 +128,21 @@ def build_optimizer(cfg: Any, model: nn.Module) -> torch.optim.Optimizer:
     )
     if not params:
         raise ValueError("The model has no trainable parameters (all frozen?); nothing to optimise.")
-    sgd = maybe_add_gradient_clipping(cfg, torch.optim.SGD)
-    return sgd(
-        params,
-        lr=cfg.SOLVER.BASE_LR,
-        momentum=cfg.SOLVER.MOMENTUM,
-        nesterov=cfg.SOLVER.NESTEROV,
-        weight_decay=cfg.SOLVER.WEIGHT_DECAY,
-    )
+    name = cfg.SOLVER.OPTIMIZER.upper()
+    if name == "SGD":
+        sgd = maybe_add_gradient_clipping(cfg, torch.optim.SGD)
+        return sgd(
+            params,
+            lr=cfg.SOLVER.BASE_LR,
+            momentum=cfg.SOLVER.MOMENTUM,
+            nesterov=cfg.SOLVER.NESTEROV,
+            weight_decay=cfg.SOLVER.WEIGHT_DECAY,
+        )
+    if name == "ADAMW":
+        adamw = maybe_add_gradient_clipping(cfg, torch.optim.AdamW)
+        return adamw(params, lr=cfg.SOLVER.BASE_LR, betas=tuple(cfg.SOLVER.BETAS),
+                     weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+    raise ValueError(f"SOLVER.OPTIMIZER must be 'SGD' or 'ADAMW', got '{cfg.SOLVER.OPTIMIZER}'")
 
 
 def build_lr_multiplier(cfg: Any) -> ParamScheduler:
