@@ -30,18 +30,20 @@ def solov2_losses(
     """
     # --- mask (dice) loss over every positive (instance, cell) pair ---
     losses_ins = []
+    # unbind, not [img]: indexing's backward writes a zero-filled copy of the whole batch tensor per image.
+    feats_per_image = mask_feats.unbind(0)
+    kernels_per_level = [k.flatten(2).unbind(0) for k in kernel_preds]  # per level, per image: E x S*S
     for img, (img_targets, img_masks) in enumerate(zip(targets, mask_targets)):
         kernels, inst = [], []
         for lvl, t in enumerate(img_targets):
             if t.pos_cells.numel() == 0:
                 continue
-            k = kernel_preds[lvl][img].flatten(1)  # E x S*S
-            kernels.append(k[:, t.pos_cells].t())
+            kernels.append(kernels_per_level[lvl][img][:, t.pos_cells].t())
             inst.append(t.pos_instances)
         if not kernels:
             continue
         kernels_t = torch.cat(kernels)  # P x E
-        feat = mask_feats[img]
+        feat = feats_per_image[img]
         pred = (kernels_t @ feat.flatten(1)).view(-1, *feat.shape[-2:]).sigmoid()
         losses_ins.append(dice_loss(pred, img_masks[torch.cat(inst)]))
     if losses_ins:
