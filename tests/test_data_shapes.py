@@ -68,3 +68,23 @@ def test_visualize_data_tool(tmp_path, monkeypatch):
         assert tool.main(["--config-file", cfg_file, "--source", source, "--output-dir", str(out), "--num", "3"] + opts) == 0
         pngs = sorted(out.glob("*.png"))
         assert len(pngs) == 3
+
+
+def test_split_generated_with_other_parameters_is_replaced(tmp_path, caplog):
+    json_file, image_root = ensure_shapes_split(str(tmp_path), "s", num_images=3, seed=0)
+    # A new dataset size (or a split written before the parameters were recorded) regenerates the split in place.
+    with caplog.at_level("WARNING", logger="solov2"):
+        assert ensure_shapes_split(str(tmp_path), "s", num_images=5, seed=0) == (json_file, image_root)
+    assert "regenerating" in caplog.text
+    data = json.loads(open(json_file).read())
+    assert len(data["images"]) == len(os.listdir(image_root)) == 5
+    assert data["info"]["generated_with"]["num_images"] == 5
+    data["info"].pop("generated_with")
+    with open(json_file, "w") as f:
+        json.dump(data, f)
+    ensure_shapes_split(str(tmp_path), "s", num_images=5, seed=0)
+    assert json.loads(open(json_file).read())["info"]["generated_with"]["num_images"] == 5
+    # The same seed's first images are the same whatever the split's size, and no temporary folder is left.
+    small = generate_shapes(str(tmp_path / "three"), num_images=3, seed=0)
+    assert json.loads(open(small).read())["images"] == data["images"][:3]
+    assert sorted(os.listdir(tmp_path / "shapes")) == ["s"]

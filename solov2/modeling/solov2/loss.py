@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Dict, List
 
 import torch
-from fvcore.nn import sigmoid_focal_loss
+
+with warnings.catch_warnings():
+    # fvcore.nn scripts its own focal-loss variant at import time, which recent torch flags as deprecated on every
+    # command's start; we use the plain function, so the warning is noise to our users.
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
+    from fvcore.nn import sigmoid_focal_loss
 
 from ...layers import dice_loss
 from .targets import LevelTargets
