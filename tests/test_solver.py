@@ -155,10 +155,9 @@ def test_norm_decay_bias_lr_and_decay_when_asked():
     assert opt.defaults["nesterov"] is True
 
 
-
 def test_adamw_optimizer_keeps_param_groups_and_clipping():
     cfg = get_cfg()
-    cfg.SOLVER.OPTIMIZER = "AdamW"  # case-insensitive, like the published configs' spellings
+    cfg.SOLVER.OPTIMIZER = "AdamW"  # names are case-insensitive
     cfg.SOLVER.BASE_LR = 0.01
     cfg.SOLVER.WEIGHT_DECAY = 0.05
     cfg.SOLVER.BETAS = (0.8, 0.99)
@@ -189,6 +188,7 @@ def test_unknown_optimizer_names_the_key():
     cfg.SOLVER.OPTIMIZER = "LAMB"
     with pytest.raises(ValueError, match="SOLVER.OPTIMIZER"):
         build_optimizer(cfg, _Net())
+
 
 def _step_with_grad(cfg, grads):
     """One SGD step (lr 1, no momentum/decay) from zero params with the given grads; returns -update."""

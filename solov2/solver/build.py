@@ -130,19 +130,14 @@ def build_optimizer(cfg: Any, model: nn.Module) -> torch.optim.Optimizer:
         raise ValueError("The model has no trainable parameters (all frozen?); nothing to optimise.")
     name = cfg.SOLVER.OPTIMIZER.upper()
     if name == "SGD":
-        sgd = maybe_add_gradient_clipping(cfg, torch.optim.SGD)
-        return sgd(
-            params,
-            lr=cfg.SOLVER.BASE_LR,
-            momentum=cfg.SOLVER.MOMENTUM,
-            nesterov=cfg.SOLVER.NESTEROV,
-            weight_decay=cfg.SOLVER.WEIGHT_DECAY,
-        )
-    if name == "ADAMW":
-        adamw = maybe_add_gradient_clipping(cfg, torch.optim.AdamW)
-        return adamw(params, lr=cfg.SOLVER.BASE_LR, betas=tuple(cfg.SOLVER.BETAS),
-                     weight_decay=cfg.SOLVER.WEIGHT_DECAY)
-    raise ValueError(f"SOLVER.OPTIMIZER must be 'SGD' or 'ADAMW', got '{cfg.SOLVER.OPTIMIZER}'")
+        optimizer_cls: Type[torch.optim.Optimizer] = torch.optim.SGD
+        kwargs = {"momentum": cfg.SOLVER.MOMENTUM, "nesterov": cfg.SOLVER.NESTEROV}
+    elif name == "ADAMW":
+        optimizer_cls, kwargs = torch.optim.AdamW, {"betas": tuple(cfg.SOLVER.BETAS)}
+    else:
+        raise ValueError(f"SOLVER.OPTIMIZER must be 'SGD' or 'ADAMW', got '{cfg.SOLVER.OPTIMIZER}'")
+    optimizer_cls = maybe_add_gradient_clipping(cfg, optimizer_cls)
+    return optimizer_cls(params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY, **kwargs)
 
 
 def build_lr_multiplier(cfg: Any) -> ParamScheduler:
