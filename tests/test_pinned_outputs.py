@@ -1,0 +1,49 @@
+"""Today's answers, pinned: fixed weights on fixed images give the recorded instances, losses and gradients.
+
+A refactor or an optimisation of the model must leave these unchanged (see tests/pinned_model.py).
+"""
+
+import pytest
+import torch
+
+import pinned_model as pm
+
+
+@pytest.fixture(scope="module")
+def pinned():
+    return pm.load_pinned()
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("key", list(pm.CONFIGS))
+def test_inference_is_pinned(key, pinned, one_thread):
+    cfg = pm.CONFIGS[key]()
+    model = pm.build_pinned_model(key)
+    got = pm.record_inference(model, cfg.MODEL.SOLOV2.NUM_CLASSES)
+    want = pinned[key]["inference"]
+    assert all(len(r["classes"]) > 3 for r in want)  # the record exercises post-processing
+    pm.assert_inference_matches(got, want)
+
+
+@pytest.mark.parametrize("key", [k for k in pm.CONFIGS if k != "small_linear"])
+def test_training_step_is_pinned(key, pinned, one_thread):
+    cfg = pm.CONFIGS[key]()
+    model = pm.build_pinned_model(key)
+    got = pm.record_training(model, cfg.MODEL.SOLOV2.NUM_CLASSES)
+    want = pinned[key]["training"]
+    assert want["losses"]["loss_ins"] > 0 and want["losses"]["loss_cate"] > 0
+    pm.assert_training_matches(got, want)
+
+
+def test_fixed_weights_do_not_depend_on_construction_order():
+    shapes = {"a.weight": ((4, 3, 3, 3), torch.float32), "b.bias": ((4,), torch.float32)}
+    one = pm.fixed_state_dict(shapes)
+    two = pm.fixed_state_dict(dict(reversed(list(shapes.items()))))
+    assert all(torch.equal(one[k], two[k]) for k in shapes)
