@@ -150,17 +150,25 @@ def test_bad_config_values_are_named():
 
 @pytest.mark.parametrize("norm", ["none", "", "BN"])
 def test_head_norm_variants(norm):
-    """NORM "none" (the published configs' spelling) and "" mean plain convs with bias; "BN" uses BatchNorm."""
+    """NORM "none" (the published configs' spelling) and "" mean plain convs with bias; "BN" uses BatchNorm.
+
+    The mask head's final 1x1 conv is followed by GroupNorm whatever NORM says, as in the published model.
+    """
     cfg = small_cfg()
     cfg.MODEL.SOLOV2.NORM = norm
     model = build_model(cfg)
     tower = model.ins_head.cate_tower
+    conv_pred = model.mask_head.conv_pred
+    assert isinstance(conv_pred[1], torch.nn.GroupNorm) and isinstance(conv_pred[2], torch.nn.ReLU)
     if norm == "BN":
         assert isinstance(tower[1], torch.nn.BatchNorm2d) and tower[0].bias is None
-        assert isinstance(model.mask_head.conv_pred[1], torch.nn.BatchNorm2d)
+        assert isinstance(model.mask_head.convs_all_levels[0].conv0[1], torch.nn.BatchNorm2d)
+        assert conv_pred[0].bias is None
     else:
         assert isinstance(tower[1], torch.nn.ReLU) and tower[0].bias is not None
-        assert not any(isinstance(m, (torch.nn.GroupNorm, torch.nn.BatchNorm2d)) for m in model.mask_head.modules())
+        others = [m for m in model.mask_head.convs_all_levels.modules()]
+        assert not any(isinstance(m, (torch.nn.GroupNorm, torch.nn.BatchNorm2d)) for m in others)
+        assert conv_pred[0].bias is not None  # no norm in the towers: the published conv_pred.0 has a bias
     model.eval()
     with torch.no_grad():
         out = model([{"image": torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)}])[0]["instances"]
@@ -197,10 +205,10 @@ def test_postprocess_is_the_same_when_masks_are_chunked(monkeypatch):
     whole = postprocess_image(*args)
     monkeypatch.setattr(inference_module, "_MAX_MASK_ELEMENTS", 5 * hf * wf)
     chunked = postprocess_image(*args)
-    assert len(whole) == 10  # the case really reaches MAX_PER_IMG
-    assert torch.equal(whole.pred_masks, chunked.pred_masks)
-    assert torch.allclose(whole.scores, chunked.scores) and torch.equal(whole.pred_classes, chunked.pred_classes)
-    assert torch.equal(whole.pred_boxes.tensor, chunked.pred_boxes.tensor)
+    assert len(whole.scores) == 10  # the case really reaches MAX_PER_IMG
+    assert torch.equal(whole.masks, chunked.masks)
+    assert torch.allclose(whole.scores, chunked.scores) and torch.equal(whole.classes, chunked.classes)
+    assert torch.equal(whole.boxes, chunked.boxes)
 
 
 def _loop_postprocess(scores, kernels, levels, feat, p, input_size, padded, out_size):
@@ -254,9 +262,84 @@ def test_postprocess_matches_loop_reading(kernel):
     args = (scores, kernels, levels, feat, params, (60, 90), (64, 96), (30, 45))
     got = postprocess_image(*args)
     want_scores, want_classes, want_masks = _loop_postprocess(*args)
-    assert 3 <= len(want_scores) and len(got) == len(want_scores)
+    assert 3 <= len(want_scores) and len(got.scores) == len(want_scores)
     assert torch.allclose(got.scores, torch.tensor(want_scores), atol=1e-5)
-    assert got.pred_classes.tolist() == want_classes
-    mismatch = (got.pred_masks != torch.stack(want_masks)).sum()
+    assert got.classes.tolist() == want_classes
+    mismatch = (got.masks != torch.stack(want_masks)).sum()
     assert mismatch <= 2  # only pixels at exactly the threshold may round differently
-    assert got.pred_masks.shape == (len(want_scores), 30, 45)
+    assert got.masks.shape == (len(want_scores), 30, 45)
+
+
+def test_dcn_offsets_start_at_zero():
+    """Deformable towers start as plain conv towers: every offset conv is zero after init."""
+    cfg = small_cfg()
+    cfg.MODEL.SOLOV2.USE_DCN_IN_INSTANCE = True
+    cfg.MODEL.SOLOV2.USE_DCN_IN_MASK = True
+    model = build_model(cfg)
+    offsets = [p for n, p in model.named_parameters() if "conv_offset" in n]
+    assert len(offsets) > 0
+    assert all(torch.count_nonzero(p) == 0 for p in offsets)
+
+
+def test_built_from_explicit_arguments_equals_built_from_config():
+    """Detectron2's pattern: the same model from `SOLOv2(cfg)` and from `SOLOv2(**SOLOv2.from_config(cfg))`."""
+    from solov2.modeling.meta_arch import SOLOv2
+
+    cfg = small_cfg()
+    torch.manual_seed(0)
+    a = SOLOv2(cfg)
+    torch.manual_seed(0)
+    args = SOLOv2.from_config(cfg)
+    b = SOLOv2(**args)
+    assert a.state_dict().keys() == b.state_dict().keys()
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    assert b.infer_params.max_per_img == cfg.MODEL.SOLOV2.MAX_PER_IMG and b.mask_stride == 4
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("MODEL.SOLOV2.INSTANCE_IN_CHANNELS", 64, "INSTANCE_IN_CHANNELS is 64 but the backbone"),
+    ("MODEL.SOLOV2.MASK_IN_CHANNELS", 16, "MASK_IN_CHANNELS is 16 but the backbone"),
+    ("MODEL.SOLOV2.MASK_IN_FEATURES", ["p2", "p4"], "strides must double"),
+    ("MODEL.SOLOV2.INSTANCE_IN_FEATURES", ["p2", "p3", "p4", "p5", "p7"], "INSTANCE_IN_FEATURES names"),
+    ("MODEL.SOLOV2.FPN_INSTANCE_STRIDES", [8, 8, 16, 32], "one entry per level"),
+    ("MODEL.SOLOV2.FPN_INSTANCE_STRIDES", [8, 8, 16, 32, 24], "power-of-two"),
+])
+def test_build_time_checks_name_the_key(key, value, match):
+    cfg = small_cfg()
+    node, leaf = cfg, key.split(".")
+    for part in leaf[:-1]:
+        node = node[part]
+    node[leaf[-1]] = value
+    with pytest.raises(ValueError, match=match):
+        build_model(cfg)
+
+
+def test_four_instance_levels_without_p6():
+    """The instance path is not tied to 5 levels: [p2..p5] with strides 8, 8, 16, 32 trains and infers."""
+    cfg = small_cfg()
+    s = cfg.MODEL.SOLOV2
+    s.INSTANCE_IN_FEATURES = ["p2", "p3", "p4", "p5"]
+    s.FPN_INSTANCE_STRIDES = [8, 8, 16, 32]
+    s.NUM_GRIDS = [12, 10, 8, 6]
+    s.FPN_SCALE_RANGES = ((1, 32), (16, 64), (32, 128), (64, 512))
+    model = build_model(cfg).train()
+    img = torch.randint(0, 255, (3, 96, 128), dtype=torch.uint8)
+    losses = model([{"image": img, "instances": _instances(96, 128, [(10, 10, 60, 70)], [1])}])
+    assert torch.isfinite(sum(losses.values()))
+    model.eval()
+    with torch.no_grad():
+        out = model([{"image": img}])[0]["instances"]
+    assert out.pred_masks.shape[1:] == (96, 128)
+
+
+@pytest.mark.parametrize("d2,own,want", [(100, 100, 100), (50, 100, 50), (100, 30, 30), (40, 40, 40), (50, 30, None)])
+def test_detections_per_image(d2, own, want):
+    """TEST.DETECTIONS_PER_IMAGE is Detectron2's name for the cap: honoured alone, refused when it contradicts."""
+    cfg = small_cfg()
+    cfg.TEST.DETECTIONS_PER_IMAGE = d2
+    cfg.MODEL.SOLOV2.MAX_PER_IMG = own
+    if want is None:
+        with pytest.raises(ValueError, match="DETECTIONS_PER_IMAGE"):
+            build_model(cfg)
+    else:
+        assert build_model(cfg).infer_params.max_per_img == want

@@ -1,7 +1,7 @@
 """SOLOv2 heads, target assignment, losses and post-processing."""
 
 from .heads import SOLOv2InsHead, SOLOv2MaskHead
-from .inference import InferenceParams, flatten_image_preds, postprocess_image
+from .inference import ImageDetections, InferenceParams, flatten_image_preds, postprocess_image
 from .loss import solov2_losses
 from .targets import LevelTargets, assign_image_targets, downsample_masks
 

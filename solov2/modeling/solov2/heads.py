@@ -1,16 +1,20 @@
-"""SOLOv2 instance head (category + kernel branches over S x S grids) and unified mask-feature head."""
+"""SOLOv2 instance head (category + kernel branches over S x S grids) and unified mask-feature head.
+
+Both follow Detectron2's pattern: explicit keyword arguments in `__init__`, and `from_config(cfg, input_shape)`
+turning MODEL.SOLOV2.* (of our config or of a Detectron2 config) and the backbone's feature shapes into them.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import List, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...config import CfgNode
-from ...layers import DeformConvWithOffset, concat_coord, get_norm
+from ...config import configurable
+from ...layers import DeformConvWithOffset, ShapeSpec, concat_coord, get_norm
 
 _DCN_TYPES = {"DCN": False, "DCNv2": True}  # TYPE_DCN -> modulated?
 
@@ -20,8 +24,6 @@ def _conv_norm_relu(in_ch: int, out_ch: int, kernel: int, norm: str, dcn_type: s
     padding = kernel // 2
     use_bias = norm == ""
     if dcn_type:
-        if dcn_type not in _DCN_TYPES:
-            raise ValueError(f"MODEL.SOLOV2.TYPE_DCN must be one of {sorted(_DCN_TYPES)}, got '{dcn_type}'")
         conv: nn.Module = DeformConvWithOffset(in_ch, out_ch, kernel, padding=padding,
                                                modulated=_DCN_TYPES[dcn_type], bias=use_bias)
     else:
@@ -35,14 +37,15 @@ def _conv_norm_relu(in_ch: int, out_ch: int, kernel: int, norm: str, dcn_type: s
 
 
 def _init_normal(module: nn.Module, std: float = 0.01) -> None:
-    """Conv weights ~ N(0, std), biases 0, deformable offsets 0."""
+    """Conv weights ~ N(0, std), biases 0; then deformable offsets 0 (so DCN towers start as plain conv towers)."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d) or (hasattr(m, "weight") and m.__class__.__name__.endswith("DeformConv")):
             nn.init.normal_(m.weight, std=std)
             if getattr(m, "bias", None) is not None:
                 nn.init.constant_(m.bias, 0)
+    # A second pass: the walk above reaches each offset conv after its parent, so zeroing there would be undone.
+    for m in module.modules():
         if isinstance(m, DeformConvWithOffset):
-            # Offsets start at zero so a deformable tower starts as a plain conv tower.
             nn.init.zeros_(m.conv_offset.weight)
             nn.init.zeros_(m.conv_offset.bias)
 
@@ -56,35 +59,84 @@ def _check_norm(norm: str) -> str:
     return norm
 
 
+def _check_dcn(dcn_type: str) -> str:
+    if dcn_type and dcn_type not in _DCN_TYPES:
+        raise ValueError(f"MODEL.SOLOV2.TYPE_DCN must be one of {sorted(_DCN_TYPES)}, got '{dcn_type}'")
+    return dcn_type
+
+
+def _input_channels(input_shape: Optional[Sequence[ShapeSpec]], key: str, features_key: str,
+                    features: Sequence[str], configured: int) -> int:
+    """The configured input channels, checked against the backbone's feature shapes when they are known."""
+    if input_shape is not None:
+        got = {f: s.channels for f, s in zip(features, input_shape)}
+        wrong = {f: c for f, c in got.items() if c is not None and c != configured}
+        if wrong:
+            raise ValueError(
+                f"{key} is {configured} but the backbone's {features_key} {list(features)} have {got} channels; "
+                f"set {key} to the backbone's output channels (MODEL.FPN.OUT_CHANNELS for an FPN)"
+            )
+    return configured
+
+
 class SOLOv2InsHead(nn.Module):
     """Per level: coordinates appended, features resized to S x S, category and kernel towers."""
 
-    def __init__(self, cfg: CfgNode) -> None:
+    @configurable
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        num_grids: Sequence[int],
+        num_classes: int,
+        num_kernels: int,
+        channels: int = 512,
+        num_convs: int = 4,
+        norm: str = "GN",
+        use_coord: bool = True,
+        dcn_type: str = "",
+        prior_prob: float = 0.01,
+    ) -> None:
         super().__init__()
-        c = cfg.MODEL.SOLOV2
-        self.num_grids = list(c.NUM_GRIDS)
-        self.num_classes = c.NUM_CLASSES
-        self.use_coord = c.USE_COORD_CONV
-        norm = _check_norm(c.NORM)
-        in_ch, ch = c.INSTANCE_IN_CHANNELS, c.INSTANCE_CHANNELS
-        dcn = c.TYPE_DCN if c.USE_DCN_IN_INSTANCE else ""
-        if len(self.num_grids) != len(c.INSTANCE_IN_FEATURES):
-            raise ValueError(
-                f"MODEL.SOLOV2.NUM_GRIDS has {len(self.num_grids)} entries but INSTANCE_IN_FEATURES has "
-                f"{len(c.INSTANCE_IN_FEATURES)}"
-            )
+        self.num_grids = list(num_grids)
+        self.num_classes = num_classes
+        self.use_coord = use_coord
+        norm = _check_norm(norm)
+        dcn_type = _check_dcn(dcn_type)
         cate, kernel = [], []
-        for i in range(c.NUM_INSTANCE_CONVS):
-            cate += _conv_norm_relu(in_ch if i == 0 else ch, ch, 3, norm, dcn)
-            kernel += _conv_norm_relu((in_ch + 2 * self.use_coord) if i == 0 else ch, ch, 3, norm, dcn)
+        for i in range(num_convs):
+            cate += _conv_norm_relu(in_channels if i == 0 else channels, channels, 3, norm, dcn_type)
+            kernel += _conv_norm_relu((in_channels + 2 * use_coord) if i == 0 else channels, channels, 3, norm, dcn_type)
         self.cate_tower = nn.Sequential(*cate)
         self.kernel_tower = nn.Sequential(*kernel)
-        self.cate_pred = nn.Conv2d(ch, self.num_classes, 3, padding=1)
-        self.kernel_pred = nn.Conv2d(ch, c.NUM_KERNELS, 3, padding=1)
+        self.cate_pred = nn.Conv2d(channels, num_classes, 3, padding=1)
+        self.kernel_pred = nn.Conv2d(channels, num_kernels, 3, padding=1)
         for m in [self.cate_tower, self.kernel_tower, self.cate_pred, self.kernel_pred]:
             _init_normal(m)
-        prior = c.PRIOR_PROB
-        nn.init.constant_(self.cate_pred.bias, -math.log((1 - prior) / prior))
+        nn.init.constant_(self.cate_pred.bias, -math.log((1 - prior_prob) / prior_prob))
+
+    @classmethod
+    def from_config(cls, cfg: Any, input_shape: Optional[Sequence[ShapeSpec]] = None) -> Dict[str, Any]:
+        """Arguments from MODEL.SOLOV2.*; `input_shape` (one ShapeSpec per INSTANCE_IN_FEATURES) checks channels."""
+        c = cfg.MODEL.SOLOV2
+        if len(c.NUM_GRIDS) != len(c.INSTANCE_IN_FEATURES):
+            raise ValueError(
+                f"MODEL.SOLOV2.NUM_GRIDS has {len(c.NUM_GRIDS)} entries but INSTANCE_IN_FEATURES has "
+                f"{len(c.INSTANCE_IN_FEATURES)}"
+            )
+        return {
+            "in_channels": _input_channels(input_shape, "MODEL.SOLOV2.INSTANCE_IN_CHANNELS", "INSTANCE_IN_FEATURES",
+                                           c.INSTANCE_IN_FEATURES, c.INSTANCE_IN_CHANNELS),
+            "num_grids": list(c.NUM_GRIDS),
+            "num_classes": c.NUM_CLASSES,
+            "num_kernels": c.NUM_KERNELS,
+            "channels": c.INSTANCE_CHANNELS,
+            "num_convs": c.NUM_INSTANCE_CONVS,
+            "norm": c.NORM,
+            "use_coord": c.USE_COORD_CONV,
+            "dcn_type": c.TYPE_DCN if c.USE_DCN_IN_INSTANCE else "",
+            "prior_prob": c.PRIOR_PROB,
+        }
 
     def forward(self, features: List[torch.Tensor]) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
         """Return per-level category logits (N x C x S x S) and kernels (N x E x S x S)."""
@@ -99,28 +151,56 @@ class SOLOv2InsHead(nn.Module):
 
 
 class SOLOv2MaskHead(nn.Module):
-    """Unified mask features at stride 4: per-level conv(+x2 upsample) stacks summed, then 1x1 conv."""
+    """Unified mask features at the first level's stride: per-level conv(+x2 upsample) stacks summed, then 1x1 conv."""
 
-    def __init__(self, cfg: CfgNode) -> None:
+    @configurable
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        num_levels: int,
+        num_masks: int,
+        channels: int = 128,
+        norm: str = "GN",
+        use_coord: bool = True,
+        dcn_type: str = "",
+    ) -> None:
         super().__init__()
-        c = cfg.MODEL.SOLOV2
-        norm = _check_norm(c.NORM)
-        self.num_levels = len(c.MASK_IN_FEATURES)
-        in_ch, ch = c.MASK_IN_CHANNELS, c.MASK_CHANNELS
-        dcn = c.TYPE_DCN if c.USE_DCN_IN_MASK else ""
-        self.use_coord = c.USE_COORD_CONV
+        norm = _check_norm(norm)
+        dcn_type = _check_dcn(dcn_type)
+        self.num_levels = num_levels
+        self.use_coord = use_coord
         self.convs_all_levels = nn.ModuleList()
-        for i in range(self.num_levels):
+        for i in range(num_levels):
             level = nn.Sequential()
             if i == 0:
-                level.add_module("conv0", nn.Sequential(*_conv_norm_relu(in_ch, ch, 3, norm, dcn)))
+                level.add_module("conv0", nn.Sequential(*_conv_norm_relu(in_channels, channels, 3, norm, dcn_type)))
             for j in range(i):
-                first_in = in_ch + (2 if (i == self.num_levels - 1 and self.use_coord) else 0)
-                level.add_module(f"conv{j}", nn.Sequential(*_conv_norm_relu(first_in if j == 0 else ch, ch, 3, norm, dcn)))
+                first_in = in_channels + (2 if (i == num_levels - 1 and use_coord) else 0)
+                level.add_module(f"conv{j}", nn.Sequential(
+                    *_conv_norm_relu(first_in if j == 0 else channels, channels, 3, norm, dcn_type)))
                 level.add_module(f"upsample{j}", nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
             self.convs_all_levels.append(level)
-        self.conv_pred = nn.Sequential(*_conv_norm_relu(ch, c.NUM_MASKS, 1, norm))
+        # The published model always ends in conv + GroupNorm + ReLU here, whatever NORM the towers use; the conv
+        # has a bias only when the towers have no norm (its checkpoints have conv_pred.0.bias exactly then).
+        self.conv_pred = nn.Sequential(
+            nn.Conv2d(channels, num_masks, 1, bias=norm == ""), get_norm("GN", num_masks), nn.ReLU(inplace=True))
         _init_normal(self)
+
+    @classmethod
+    def from_config(cls, cfg: Any, input_shape: Optional[Sequence[ShapeSpec]] = None) -> Dict[str, Any]:
+        """Arguments from MODEL.SOLOV2.*; `input_shape` (one ShapeSpec per MASK_IN_FEATURES) checks channels."""
+        c = cfg.MODEL.SOLOV2
+        return {
+            "in_channels": _input_channels(input_shape, "MODEL.SOLOV2.MASK_IN_CHANNELS", "MASK_IN_FEATURES",
+                                           c.MASK_IN_FEATURES, c.MASK_IN_CHANNELS),
+            "num_levels": len(c.MASK_IN_FEATURES),
+            "num_masks": c.NUM_MASKS,
+            "channels": c.MASK_CHANNELS,
+            "norm": c.NORM,
+            "use_coord": c.USE_COORD_CONV,
+            "dcn_type": c.TYPE_DCN if c.USE_DCN_IN_MASK else "",
+        }
 
     def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
         """Return N x NUM_MASKS x H/4 x W/4 mask features."""

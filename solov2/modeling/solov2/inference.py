@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 from torch.nn import functional as F
 
 from ...layers import mask_nms, masks_to_boxes, matrix_nms, point_nms
-from ...structures import Boxes, Instances
 
 
 @dataclass
@@ -26,6 +25,15 @@ class InferenceParams:
     nms_type: str = "matrix"
     nms_kernel: str = "gaussian"
     nms_sigma: float = 2.0
+
+
+class ImageDetections(NamedTuple):
+    """One image's final detections, as plain tensors (wrapped into Instances by the meta-architecture)."""
+
+    masks: torch.Tensor  # K x H x W bool, at the output size
+    boxes: torch.Tensor  # K x 4 XYXY float, tight boxes of the masks (zeros for an empty mask)
+    scores: torch.Tensor  # K float, descending
+    classes: torch.Tensor  # K int64
 
 
 def flatten_image_preds(
@@ -49,14 +57,14 @@ def postprocess_image(
     input_size: Tuple[int, int],
     padded_size: Tuple[int, int],
     output_size: Tuple[int, int],
-) -> Instances:
+) -> ImageDetections:
     """One image: candidates -> dynamic masks -> maskness -> NMS -> masks resized to `output_size`.
 
     scores: cells x C point-NMS'd probabilities; kernels: cells x E; mask_feat: E x Hf x Wf;
     input_size: the resized image (h, w) before padding; padded_size: the batch tensor's (H, W).
     """
     device = scores.device
-    empty = _empty_instances(output_size, device)
+    empty = _empty_detections(output_size, device)
     cand = scores > params.score_thr
     cand_scores = scores[cand]
     if cand_scores.numel() == 0:
@@ -117,12 +125,7 @@ def postprocess_image(
     up = up[:, :, : input_size[0], : input_size[1]]
     final = F.interpolate(up, size=output_size, mode="bilinear", align_corners=False)[0] > params.mask_thr
 
-    result = Instances(output_size)
-    result.pred_masks = final
-    result.pred_boxes = Boxes(masks_to_boxes(final))
-    result.scores = cand_scores
-    result.pred_classes = labels
-    return result
+    return ImageDetections(final, masks_to_boxes(final), cand_scores, labels)
 
 
 # Soft masks of at most this many mask-feature pixels are held at once (256 MB of float32).
@@ -147,10 +150,10 @@ def _dynamic_mask_stats(
     return (soft if kernels.shape[0] <= chunk else None), torch.cat(areas), torch.cat(sums)
 
 
-def _empty_instances(size: Tuple[int, int], device: torch.device) -> Instances:
-    r = Instances(size)
-    r.pred_masks = torch.zeros((0, size[0], size[1]), dtype=torch.bool, device=device)
-    r.pred_boxes = Boxes(torch.zeros((0, 4), device=device))
-    r.scores = torch.zeros((0,), device=device)
-    r.pred_classes = torch.zeros((0,), dtype=torch.int64, device=device)
-    return r
+def _empty_detections(size: Tuple[int, int], device: torch.device) -> ImageDetections:
+    return ImageDetections(
+        torch.zeros((0, size[0], size[1]), dtype=torch.bool, device=device),
+        torch.zeros((0, 4), device=device),
+        torch.zeros((0,), device=device),
+        torch.zeros((0,), dtype=torch.int64, device=device),
+    )
