@@ -2,8 +2,8 @@
 
 Built from explicit arguments (any backbone with `output_shape()` and `size_divisibility`, the two heads, the
 target/loss/inference parameters) or from a config through `from_config`, in Detectron2's pattern. The input and
-output structures are adapted in two small hooks (`_gt_tensors`, `_wrap_detections`) so that `solov2.d2` can use
-Detectron2's own structures without another copy of SOLOv2.
+output structures are adapted in small hooks (`_batch_images`, `_gt_tensors`, `_wrap_detections`) so that
+`solov2.d2` can use Detectron2's own structures without another copy of SOLOv2.
 """
 
 from __future__ import annotations
@@ -172,11 +172,15 @@ class SOLOv2(nn.Module):
         return Instances(image_size, pred_masks=det.masks, pred_boxes=Boxes(det.boxes), scores=det.scores,
                          pred_classes=det.classes)
 
+    def _batch_images(self, images: List[torch.Tensor]) -> ImageList:
+        """Pad normalised images into one batch the backbone accepts (d2: Detectron2's padding constraints)."""
+        return ImageList.from_tensors(images, self.backbone.size_divisibility)
+
     # ------------------------------------------------------------------ helpers
     def preprocess_image(self, batched_inputs: List[Dict[str, Any]]) -> ImageList:
         """Normalise and pad the images into an ImageList."""
         images = [(x["image"].to(self.device).float() - self.pixel_mean) / self.pixel_std for x in batched_inputs]
-        return ImageList.from_tensors(images, self.backbone.size_divisibility)
+        return self._batch_images(images)
 
     def _instance_features(self, features: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
         """Resize each instance level to its FPN_INSTANCE_STRIDES stride ([p2..p6] -> strides 8, 8, 16, 32, 32).
