@@ -13,6 +13,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ..utils import comm
+from ..utils.cli import run_in_child
+from ..utils.errors import ConfigError, UserError
 
 __all__ = ["DEFAULT_TIMEOUT", "launch", "find_free_port"]
 
@@ -43,14 +45,15 @@ def launch(
     """Run `main_func(*args)` in num_gpus_per_machine processes on each of num_machines machines.
 
     One process (and no torch.distributed) when the world size is 1. On a machine without CUDA the
-    processes use the gloo backend on CPU, so `--num-gpus N` also works there.
+    processes use the gloo backend on CPU, so `--num-gpus N` also works there. A UserError in any process is
+    raised here again (once, with that process's message) after the processes have ended.
     """
     if num_gpus_per_machine < 1 or num_machines < 1:
-        raise ValueError(
+        raise ConfigError(
             f"--num-gpus ({num_gpus_per_machine}) and --num-machines ({num_machines}) must be at least 1"
         )
     if not 0 <= machine_rank < num_machines:
-        raise ValueError(f"--machine-rank {machine_rank} must be in [0, {num_machines})")
+        raise ConfigError(f"--machine-rank {machine_rank} must be in [0, {num_machines})")
     world_size = num_machines * num_gpus_per_machine
     if world_size == 1:
         main_func(*args)
@@ -58,7 +61,7 @@ def launch(
 
     if dist_url is None or dist_url == "auto":
         if num_machines != 1:
-            raise ValueError(
+            raise ConfigError(
                 "--dist-url auto only works on one machine; for several machines pass "
                 "--dist-url tcp://<ip of machine 0>:<port>, the same on every machine."
             )
@@ -70,18 +73,41 @@ def launch(
             num_machines,
         )
     if torch.cuda.is_available() and num_gpus_per_machine > torch.cuda.device_count():
-        raise ValueError(
+        raise ConfigError(
             f"--num-gpus {num_gpus_per_machine} but only {torch.cuda.device_count()} CUDA devices are visible"
         )
 
-    # start_processes with join=True raises in the parent when a child fails, so the exit code is non-zero.
-    mp.start_processes(
-        _distributed_worker,
-        nprocs=num_gpus_per_machine,
-        args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, tuple(args), timeout),
-        daemon=False,
-        start_method="spawn",
-    )
+    # Children put the messages of their UserErrors here. A SimpleQueue's put() writes to the pipe before it
+    # returns, so a message is there by the time the parent sees its process exit.
+    user_errors = mp.get_context("spawn").SimpleQueue()
+    # When one process fails, torch stops the others with a "Terminating process ... via signal SIGTERM" warning
+    # each: noise next to the error that explains why.
+    spawn_logger = logging.getLogger("torch.multiprocessing.spawn")
+    spawn_level = spawn_logger.level
+    spawn_logger.setLevel(logging.ERROR)
+    try:
+        # start_processes with join=True raises in the parent when a child fails, so the exit code is non-zero.
+        mp.start_processes(
+            _distributed_worker,
+            nprocs=num_gpus_per_machine,
+            args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, tuple(args), timeout,
+                  user_errors),
+            daemon=False,
+            start_method="spawn",
+        )
+    except Exception:
+        messages: list = []
+        while not user_errors.empty():
+            message = user_errors.get()
+            if message not in messages:
+                messages.append(message)
+        if not messages:
+            raise
+        # The processes that failed only because a peer left (e.g. "connection closed by peer") failed because of
+        # this user error: report the cause, once, instead of their tracebacks.
+        raise UserError("\n".join(messages)) from None
+    finally:
+        spawn_logger.setLevel(spawn_level)
 
 
 def _distributed_worker(
@@ -93,8 +119,9 @@ def _distributed_worker(
     dist_url: str,
     args: Sequence[Any],
     timeout: timedelta,
+    user_errors: Any = None,
 ) -> None:
-    """Body of each spawned process: join the process group, then run main_func."""
+    """Body of each spawned process: join the process group, then run main_func (UserErrors go to the parent)."""
     has_gpu = torch.cuda.is_available()
     global_rank = machine_rank * num_gpus_per_machine + local_rank
     backend = "nccl" if has_gpu else "gloo"
@@ -126,7 +153,7 @@ def _distributed_worker(
 
     comm.synchronize()
     try:
-        main_func(*args)
+        run_in_child(main_func, args, user_errors.put if user_errors is not None else lambda message: None)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

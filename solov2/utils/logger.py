@@ -41,6 +41,10 @@ class _ColorfulFormatter(logging.Formatter):
         return prefix + " " + log
 
 
+class _LogFileHandler(logging.StreamHandler):
+    """A handler writing to a log file (OUTPUT_DIR/log.txt); told apart from console handlers by log_to_files."""
+
+
 def _log_file_path(output: str, distributed_rank: int) -> str:
     """OUTPUT path -> the log file of this rank (log.txt for rank 0, log.txt.rank{k} otherwise)."""
     if output.endswith(".txt") or output.endswith(".log"):
@@ -90,7 +94,7 @@ def setup_logger(
     if output is not None:
         filename = _log_file_path(output, distributed_rank)
         PathManager.mkdirs(os.path.dirname(filename) or ".")
-        file_handler = logging.StreamHandler(_cached_log_stream(filename))
+        file_handler = _LogFileHandler(_cached_log_stream(filename))
         file_handler.setLevel(logging.DEBUG)
         file_handler.setFormatter(plain)
         logger.addHandler(file_handler)
@@ -103,6 +107,17 @@ def _cached_log_stream(filename: str):  # noqa: ANN202 - an io stream
     io = PathManager.open(filename, "a", buffering=1)
     atexit.register(io.close)
     return io
+
+
+def log_to_files(level: int, msg: str, *, exc_info: Any = None, name: str = "solov2") -> bool:
+    """Log to the log files of logger `name` only (not the console); False when it writes to no file."""
+    logger = logging.getLogger(name)
+    handlers = [h for h in logger.handlers if isinstance(h, _LogFileHandler) and level >= h.level]
+    if handlers:
+        record = logger.makeRecord(logger.name, level, "", 0, msg, (), exc_info)
+        for h in handlers:
+            h.handle(record)
+    return bool(handlers)
 
 
 def _caller_key() -> Tuple[str, int, str]:
