@@ -42,6 +42,12 @@ class CfgNode(_FvCfgNode):
 
     def merge_from_list(self, cfg_list: List[Any]) -> None:
         """Merge KEY VALUE pairs, e.g. ["SOLVER.BASE_LR", "0.02"]."""
+        flags = [str(x) for x in cfg_list[0::2] if str(x).startswith("--")]
+        if flags:
+            raise ConfigError(
+                f"'{flags[0]}' appears among the KEY VALUE config overrides {list(cfg_list)}: it looks like a "
+                "command-line option; put options before the KEY VALUE overrides"
+            )
         if len(cfg_list) % 2 != 0:
             raise ConfigError(
                 f"Config overrides must be KEY VALUE pairs; got an odd number of items: {cfg_list}"

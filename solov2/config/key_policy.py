@@ -88,6 +88,7 @@ def check_unsupported_keys(cfg: Any) -> None:
                 f"{rule.key} {value!r} is not supported: {rule.reason}. Remove it or set it to {_describe(rule.supported)}."
             )
     if problems:
-        raise ConfigError("\n".join(problems) if len(problems) == 1 else
-                          f"{len(problems)} config keys are set to values solov2 cannot honour:\n  "
-                          + "\n  ".join(problems))
+        # One line however many there are: a user reads the last line of the output.
+        raise ConfigError(problems[0] if len(problems) == 1 else
+                          f"{len(problems)} config keys are set to values solov2 cannot honour: "
+                          + " ".join(f"({k}) {p}" for k, p in enumerate(problems, 1)))
