@@ -111,16 +111,20 @@ def default_setup(cfg: CfgNode, args: Optional[argparse.Namespace]) -> None:
     """
     output_dir = cfg.OUTPUT_DIR
     rank = comm.get_rank()
+    lock_note = None
     try:
         if comm.is_main_process() and output_dir:
             PathManager.mkdirs(output_dir)
-            lock_output_dir(output_dir)
+            # Before the log file is opened: a refused run must not write into the other run's log.txt.
+            lock_note = lock_output_dir(output_dir)
         setup_logger(output_dir, distributed_rank=rank, name="fvcore")
         log = setup_logger(output_dir, distributed_rank=rank)
     except OSError as e:
         if isinstance(e, OutputPathError):
             raise
         raise OutputPathError(f"Cannot write to OUTPUT_DIR '{output_dir}': {e.strerror or e}") from e
+    if lock_note:
+        log.warning(lock_note)
     check_unsupported_keys(cfg)
 
     log.info("Rank of current process: %d. World size: %d", rank, comm.get_world_size())

@@ -54,25 +54,27 @@ def _try_create(path: str, content: str) -> bool:
     return True
 
 
-def lock_output_dir(output_dir: str) -> None:
+def lock_output_dir(output_dir: str) -> Optional[str]:
     """Claim `output_dir` for this process, or raise OutputPathError if a live run holds it.
 
-    A lock left by a process that no longer exists (killed, crashed machine) is taken over with a warning.
-    Calling it again from the process that holds the lock does nothing.
+    A lock left by a process that no longer exists (killed, crashed machine) is taken over; the returned message
+    says so (for the caller to log once its log file is set up), else None. Calling it again from the process
+    that holds the lock does nothing.
     """
     path = os.path.join(output_dir, LOCK_NAME)
     host = socket.gethostname()
     content = f"host={host}\npid={os.getpid()}\nstarted={time.strftime('%Y-%m-%d %H:%M:%S')}\n" \
               f"command={' '.join(sys.argv)}\n"
     if path in _held:
-        return
+        return None
+    note = None
     for _ in range(3):  # another process may take over the same stale lock at the same moment: look again
         try:
             if _try_create(path, content):
                 _held[path] = content
                 if len(_held) == 1:
                     atexit.register(_release_all)
-                return
+                return note
         except OSError as e:
             raise OutputPathError(f"Cannot write to OUTPUT_DIR '{output_dir}': {e.strerror or e}") from e
         owner = _read(path)
@@ -80,7 +82,7 @@ def lock_output_dir(output_dir: str) -> None:
         pid = int(pid_text) if pid_text.isdigit() else 0  # an empty lock: its writer died before writing
         if owner.get("host") == host and pid == os.getpid():
             _held[path] = content  # ours, from an earlier setup in this process
-            return
+            return None
         if owner.get("host", host) != host:
             raise OutputPathError(
                 f"OUTPUT_DIR '{output_dir}' is in use by a run on host {owner.get('host')} (pid {pid or '?'}, started "
@@ -92,8 +94,8 @@ def lock_output_dir(output_dir: str) -> None:
                 f"{owner.get('command', '?')}). Two runs in one folder would mix their checkpoints, logs and "
                 f"config.yaml: pass another OUTPUT_DIR, or wait for that run to end."
             )
-        logger.warning(f"Taking over OUTPUT_DIR '{output_dir}' from a run that no longer exists (pid {pid or '?'}, "
-                       f"started {owner.get('started', '?')})")
+        note = (f"Taking over OUTPUT_DIR '{output_dir}' from a run that no longer exists (pid {pid or '?'}, started "
+                f"{owner.get('started', '?')})")
         try:
             os.remove(path)
         except FileNotFoundError:
