@@ -83,3 +83,21 @@ def test_launch_argument_errors_and_single_process(tmp_path):
     calls = []
     launch(lambda a, b: calls.append((a, b)), 1, args=(1, 2))  # world size 1: runs in this process
     assert calls == [(1, 2)]
+
+
+def _user_error_worker(out_dir: str) -> None:
+    from solov2.utils.errors import DatasetFormatError
+
+    if comm.get_rank() == 1:
+        raise DatasetFormatError("annotation 7 of 'x.json' is broken")
+    comm.synchronize()  # rank 0 then loses its peer; the cause reported must still be rank 1's
+
+
+def test_child_user_error_is_raised_once_in_the_parent(tmp_path, capfd):
+    from solov2.utils.errors import UserError
+
+    with pytest.raises(UserError) as e:
+        launch(_user_error_worker, 2, dist_url="auto", args=(str(tmp_path),))
+    assert type(e.value) is UserError and str(e.value) == "annotation 7 of 'x.json' is broken"
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Terminating process" not in err  # the child printed nothing
