@@ -101,3 +101,27 @@ def test_child_user_error_is_raised_once_in_the_parent(tmp_path, capfd):
     assert type(e.value) is UserError and str(e.value) == "annotation 7 of 'x.json' is broken"
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Terminating process" not in err  # the child printed nothing
+
+
+def _config_error(_local_rank: int) -> None:
+    from solov2.utils.errors import ConfigError
+
+    raise ConfigError(f"bad value in process {comm.get_rank()}")
+
+
+def _foreign_launcher() -> None:
+    """What another launcher (e.g. Detectron2's) does: spawn processes running the wrapped function."""
+    import torch.multiprocessing as mp
+
+    from solov2.utils.cli import ReportUserErrors
+
+    mp.start_processes(ReportUserErrors(_config_error), nprocs=2, start_method="spawn")
+
+
+def test_user_errors_of_another_launchers_processes_reach_run_tool(capfd):
+    from solov2.utils.cli import run_tool
+
+    assert run_tool(_foreign_launcher) == 1
+    err = capfd.readouterr().err.splitlines()
+    # Both processes failed alike (no process group: both are rank 0): one line, no launcher traceback.
+    assert err == ["ERROR: bad value in process 0"], err

@@ -13,7 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ..utils import comm
-from ..utils.cli import run_in_child
+from ..utils.cli import collect_child_user_errors, run_in_child
 from ..utils.errors import ConfigError, UserError
 
 __all__ = ["DEFAULT_TIMEOUT", "launch", "find_free_port"]
@@ -77,37 +77,23 @@ def launch(
             f"--num-gpus {num_gpus_per_machine} but only {torch.cuda.device_count()} CUDA devices are visible"
         )
 
-    # Children put the messages of their UserErrors here. A SimpleQueue's put() writes to the pipe before it
-    # returns, so a message is there by the time the parent sees its process exit.
-    user_errors = mp.get_context("spawn").SimpleQueue()
-    # When one process fails, torch stops the others with a "Terminating process ... via signal SIGTERM" warning
-    # each: noise next to the error that explains why.
-    spawn_logger = logging.getLogger("torch.multiprocessing.spawn")
-    spawn_level = spawn_logger.level
-    spawn_logger.setLevel(logging.ERROR)
-    try:
-        # start_processes with join=True raises in the parent when a child fails, so the exit code is non-zero.
-        mp.start_processes(
-            _distributed_worker,
-            nprocs=num_gpus_per_machine,
-            args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, tuple(args), timeout,
-                  user_errors),
-            daemon=False,
-            start_method="spawn",
-        )
-    except Exception:
-        messages: list = []
-        while not user_errors.empty():
-            message = user_errors.get()
-            if message not in messages:
-                messages.append(message)
-        if not messages:
-            raise
-        # The processes that failed only because a peer left (e.g. "connection closed by peer") failed because of
-        # this user error: report the cause, once, instead of their tracebacks.
-        raise UserError("\n".join(messages)) from None
-    finally:
-        spawn_logger.setLevel(spawn_level)
+    with collect_child_user_errors() as child_errors:
+        try:
+            # start_processes with join=True raises in the parent when a child fails: a non-zero exit status.
+            mp.start_processes(
+                _distributed_worker,
+                nprocs=num_gpus_per_machine,
+                args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, tuple(args), timeout),
+                daemon=False,
+                start_method="spawn",
+            )
+        except Exception:
+            messages = child_errors()
+            if not messages:
+                raise
+            # The processes that failed only because a peer left ("connection closed by peer") failed because of
+            # these user errors: report the cause, once, instead of their tracebacks.
+            raise UserError(" | ".join(messages)) from None
 
 
 def _distributed_worker(
@@ -119,7 +105,6 @@ def _distributed_worker(
     dist_url: str,
     args: Sequence[Any],
     timeout: timedelta,
-    user_errors: Any = None,
 ) -> None:
     """Body of each spawned process: join the process group, then run main_func (UserErrors go to the parent)."""
     has_gpu = torch.cuda.is_available()
@@ -153,7 +138,7 @@ def _distributed_worker(
 
     comm.synchronize()
     try:
-        run_in_child(main_func, args, user_errors.put if user_errors is not None else lambda message: None)
+        run_in_child(main_func, args)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
