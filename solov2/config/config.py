@@ -30,7 +30,8 @@ class CfgNode(_FvCfgNode):
         try:
             loaded = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
         except Exception as e:  # yaml syntax errors, missing _BASE_ files
-            raise ConfigError(f"Cannot read config file '{cfg_filename}': {e}") from e
+            # yaml's messages span several lines; one line keeps the error the last thing printed.
+            raise ConfigError(f"Cannot read config file '{cfg_filename}': {' '.join(str(e).split())}") from e
         loaded = type(self)(loaded)
         try:
             self.merge_from_other_cfg(loaded)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Set
 
 import numpy as np
 import torch
@@ -56,26 +56,31 @@ def _source(name: str, say_annotations: bool = False) -> str:
 
 
 class MapDataset(torchdata.Dataset):
-    """Applies `mapper` to a list; when it returns None (skipped image), another index is used instead."""
+    """Applies `mapper` to a list; when it returns None (an unreadable image), another readable item is used."""
 
     def __init__(self, items: List[Any], mapper: Callable[[Any], Any]) -> None:
         self.items = items
         self.mapper = mapper
         self._rng = random.Random(42)
+        self._unreadable: Set[int] = set()  # never drawn again as a replacement
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, idx: int) -> Any:
-        for _ in range(max(3, len(self.items))):
+        while True:
             out = self.mapper(self.items[idx])
             if out is not None:
                 return out
-            idx = self._rng.randrange(len(self.items))
-        raise ImageReadError(
-            f"{max(3, len(self.items))} unreadable images in a row (the last: '{self.items[idx].get('file_name')}'), "
-            "although DATALOADER.SKIP_CORRUPT_IMAGES is on: check the dataset"
-        )
+            self._unreadable.add(idx)
+            if len(self._unreadable) == len(self.items):
+                raise ImageReadError(
+                    f"None of the {len(self.items)} training images can be read (e.g. "
+                    f"'{self.items[idx].get('file_name')}'), although DATALOADER.SKIP_CORRUPT_IMAGES is on: check "
+                    "the dataset's image_root"
+                )
+            while idx in self._unreadable:  # readable ones remain, so this ends
+                idx = self._rng.randrange(len(self.items))
 
 
 class SkippedImage(NamedTuple):

@@ -177,9 +177,11 @@ def register_coco_instances(name: str, metadata: Dict[str, Any], json_file: str,
         try:
             with PathManager.open(json_file, "r") as f:
                 data = json.load(f)
+            if not isinstance(data, dict):
+                raise TypeError("not a COCO object")
             cats = _thing_categories(data.get("categories", []),
-                                     {a.get("category_id") for a in data.get("annotations", [])}, json_file)
+                                     {a.get("category_id") for a in data.get("annotations") or []}, json_file)
             meta.set(thing_classes=[c["name"] for c in cats],
                      thing_dataset_id_to_contiguous_id={c["id"]: i for i, c in enumerate(cats)})
-        except (json.JSONDecodeError, KeyError, TypeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
             pass  # the loader reports a broken file with its full error when the data is used
