@@ -163,19 +163,30 @@ def test_bad_checkpoints_are_user_errors(tmp_path):
     with pytest.raises(CheckpointError, match=r"truncated.pth' \(the file is truncated or not a PyTorch checkpoint\)"):
         Checkpointer(torch.nn.Linear(2, 2)).load(str(tmp_path / "truncated.pth"))
     torch.save({"model": {"conv.weight": torch.zeros(3)}}, tmp_path / "other.pth")
-    with pytest.raises(CheckpointError, match="None of the 1 parameters in the checkpoint fits this model"):
-        Checkpointer(torch.nn.Linear(2, 2)).load(str(tmp_path / "other.pth"))
-    # Resuming a run with another optimizer: the state that does not fit is named.
+    # BatchNorm's num_batches_tracked is in every ResNet: it does not make an unrelated checkpoint fit.
+    for model in (torch.nn.Linear(2, 2), torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1), torch.nn.BatchNorm2d(1))):
+        with pytest.raises(CheckpointError, match="None of the 1 parameters in the checkpoint fits this model"):
+            Checkpointer(model).load(str(tmp_path / "other.pth"))
+    # Resuming with another optimizer: torch would load AdamW's state into SGD and fail at the next step.
+    adamw_model = torch.nn.Linear(2, 2)
+    adamw = torch.optim.AdamW(adamw_model.parameters())
+    adamw_model(torch.ones(1, 2)).sum().backward()
+    adamw.step()
+    Checkpointer(adamw_model, str(tmp_path / "run"), optimizer=adamw).save("model_0000001")
     sgd_model = torch.nn.Linear(2, 2)
-    sgd = torch.optim.SGD(sgd_model.parameters(), lr=0.1, momentum=0.9)
-    sgd_model(torch.ones(1, 2)).sum().backward()
-    sgd.step()
-    Checkpointer(sgd_model, str(tmp_path / "run"), optimizer=sgd).save("model_0000001")
-    other = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
-    ck = Checkpointer(other[0], str(tmp_path / "run"),
-                      optimizer=torch.optim.SGD(other.parameters(), lr=0.1, momentum=0.9))
-    with pytest.raises(CheckpointError, match="The optimizer state in .* does not fit this run .*last_checkpoint"):
+    ck = Checkpointer(sgd_model, str(tmp_path / "run"),
+                      optimizer=torch.optim.SGD(sgd_model.parameters(), lr=0.1, momentum=0.9))
+    with pytest.raises(CheckpointError, match=r"written by another optimizer than this run's SGD \(it has no "
+                                              r"dampening, momentum\): resume with the SOLVER.OPTIMIZER"):
         ck.resume_or_load("", resume=True)
+    two = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    ck = Checkpointer(two[0], str(tmp_path / "run"), optimizer=torch.optim.AdamW(two.parameters()))
+    with pytest.raises(CheckpointError, match="The optimizer state in .* does not fit this run"):
+        ck.resume_or_load("", resume=True)
+    # An unreadable last checkpoint says how to resume from an earlier one.
+    (tmp_path / "run" / "model_0000001.pth").write_bytes(good[:100])
+    with pytest.raises(CheckpointError, match="truncated.*It is the checkpoint .*last_checkpoint' names: point that"):
+        Checkpointer(torch.nn.Linear(2, 2), str(tmp_path / "run")).resume_or_load("", resume=True)
 
 
 def test_output_dir_lock_is_taken_over_from_a_dead_process(tmp_path):
@@ -365,3 +376,23 @@ def test_crop_through_visualize_data(tiny_split, tmp_path):
     assert code == 0, stdout[-2000:] + "\n".join(err)
     drawn = sorted(tmp_path.glob("*.png"))
     assert len(drawn) == 2 and all(cv2.imread(str(p)).shape == (40, 80, 3) for p in drawn)
+
+
+def test_training_stream_replaces_unreadable_images_by_readable_ones():
+    from solov2.data.build import MapDataset
+    from solov2.utils.errors import ImageReadError
+
+    items = [{"file_name": f"{i}.png"} for i in range(4)]
+    seen = []
+
+    def mapper(d):
+        seen.append(d["file_name"])
+        return None if d["file_name"] == "1.png" else d
+
+    ds = MapDataset(items, mapper)
+    for _ in range(50):  # a fixed-seed draw once picked the same bad image again and again
+        assert ds[1]["file_name"] != "1.png"
+    assert seen.count("1.png") == 50  # asked for directly each time, never drawn as a replacement
+    ds = MapDataset(items, lambda d: None)
+    with pytest.raises(ImageReadError, match="None of the 4 training images can be read"):
+        ds[0]

@@ -75,6 +75,18 @@ def _os_error_reason(e: BaseException) -> Optional[str]:
     return None
 
 
+def _check_optimizer_state(optimizer: torch.optim.Optimizer, path: str) -> None:
+    """After loading: refuse state written by another kind of optimizer, which torch loads but fails on at step()."""
+    # load_state_dict fills the hyper-parameters newer torch versions added; what is still missing is not ours.
+    missing = sorted({k for g in optimizer.param_groups for k in optimizer.defaults if k not in g})
+    if missing:
+        raise CheckpointError(
+            f"The optimizer state in '{path}' was written by another optimizer than this run's "
+            f"{type(optimizer).__name__} (it has no {', '.join(missing)}): resume with the SOLVER.OPTIMIZER it was "
+            "trained with, or start without --resume and load its weights with MODEL.WEIGHTS"
+        )
+
+
 def _pid_alive(pid: int) -> bool:
     """Whether a process with this pid exists (on this machine)."""
     try:
@@ -160,42 +172,54 @@ class Checkpointer(_FvCheckpointer):
     # ------------------------------------------------------------------ loading
     def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
         """Load weights (and checkpointables) from a local file; remote paths get a clear error."""
-        if path and path.startswith(REMOTE_PREFIXES) and not os.path.isfile(path):
+        if not path:
+            return super().load(path, checkpointables)  # logs that the model starts from scratch
+        return self._apply(self._read(path), path, checkpointables)
+
+    def _read(self, path: str) -> Dict[str, Any]:
+        """The content of a local weights file; a missing, remote or unreadable one raises a CheckpointError."""
+        if path.startswith(REMOTE_PREFIXES) and not os.path.isfile(path):
             raise CheckpointNotFoundError(
                 f"MODEL.WEIGHTS '{path}' is a remote file and solov2 does not download weights; download it "
                 f"yourself and pass the local file: MODEL.WEIGHTS /path/to/{os.path.basename(path)}"
             )
-        if path and not os.path.isfile(path):
+        if not os.path.isfile(path):
             raise CheckpointNotFoundError(f"Checkpoint file '{path}' does not exist")
-        if not path:
-            return super().load(path, checkpointables)  # logs that the model starts from scratch
         self.logger.info(f"[Checkpointer] Loading from {path} ...")
-        checkpoint = self._load_file(path)
+        return self._load_file(path)
+
+    def _apply(self, checkpoint: Dict[str, Any], path: str, checkpointables: Optional[List[str]]) -> Dict[str, Any]:
+        """Put a read checkpoint into the model and the checkpointables; returns what is left (e.g. iteration)."""
         self._log_incompatible_keys(self._load_model(checkpoint))
         names = list(self.checkpointables) if checkpointables is None else list(checkpointables)
         self._load_checkpointables(checkpoint, names, path)
-        return checkpoint  # what is left: extra data such as the iteration
+        return checkpoint
 
     def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
         """Resume from last_checkpoint in save_dir when asked and present, else load `path` (weights only)."""
         if resume and self.has_checkpoint():
             last = self.get_checkpoint_file()
             try:
-                return self.load(last)
+                checkpoint = self._read(last)
             except CheckpointError as e:
                 raise type(e)(
                     f"{e}. It is the checkpoint '{os.path.join(self.save_dir, 'last_checkpoint')}' names: point that "
                     "file at an earlier model_*.pth to resume from there, or start without --resume."
                 ) from e
+            return self._apply(checkpoint, last, None)
         return self.load(path, checkpointables=[])
 
     def _load_model(self, checkpoint: Any) -> _IncompatibleKeys:
         """Load the model's weights; a checkpoint sharing no parameter with the model is refused, not ignored."""
         model_keys = set(self.model.state_dict().keys())
         ckpt_keys = set(checkpoint.get("model", {}).keys()) if isinstance(checkpoint.get("model"), dict) else set()
+        if ckpt_keys and all(k.startswith("module.") for k in ckpt_keys):  # saved from a DDP model; fvcore strips it
+            ckpt_keys = {k[len("module."):] for k in ckpt_keys}
         incompatible = super()._load_model(checkpoint)
-        not_loaded = set(incompatible.missing_keys) | {k for k, _, _ in incompatible.incorrect_shapes}
-        if ckpt_keys and model_keys and not model_keys - not_loaded:
+        # BN's num_batches_tracked counters match in any two ResNets: they say nothing about the weights.
+        loaded = {k for k in ckpt_keys & model_keys if not k.endswith("num_batches_tracked")}
+        loaded -= {k for k, _, _ in incompatible.incorrect_shapes}
+        if ckpt_keys and model_keys and not loaded:
             raise CheckpointError(
                 f"None of the {len(ckpt_keys)} parameters in the checkpoint fits this model (checkpoint keys look "
                 f"like '{sorted(ckpt_keys)[0]}', the model's like '{sorted(model_keys)[0]}'): is it a checkpoint of "
@@ -208,13 +232,16 @@ class Checkpointer(_FvCheckpointer):
         for key in names:
             if key in checkpoint:
                 self.logger.info(f"Loading {key} from {path} ...")
+                obj = self.checkpointables[key]
                 try:
-                    self.checkpointables[key].load_state_dict(checkpoint.pop(key))
+                    obj.load_state_dict(checkpoint.pop(key))
                 except (ValueError, KeyError, RuntimeError, TypeError) as e:
                     raise CheckpointError(
                         f"The {key} state in '{path}' does not fit this run ({e}); was it written with another "
                         "config (optimizer, schedule, model)? Start without --resume, or use the matching config."
                     ) from e
+                if isinstance(obj, torch.optim.Optimizer):
+                    _check_optimizer_state(obj, path)
 
     def _bottom_up_prefix(self) -> str:
         """Where the ResNet's `stem.conv1.weight` lives in this model (FPN model, bare backbone or ResNet)."""
