@@ -73,8 +73,10 @@ class DatasetMapper:
             masks = [self._mask(a, d["file_name"], h, w) for a in annos]
         crop = None
         if self.crop is not None:
-            boxes = BitMasks(np.stack(masks)).get_bounding_boxes().tensor.numpy() if masks else None
-            crop = self.crop.get_crop(h, w, np.random, boxes if self.crop.crop_instance else None)
+            boxes = None
+            if self.crop.crop_instance and masks:
+                boxes = BitMasks(np.stack(masks)).get_bounding_boxes().tensor.numpy()
+            crop = self.crop.get_crop(h, w, np.random, boxes)
         # np.random is seeded per worker by the loader, so augmentation is reproducible under a fixed SEED.
         flip = self.flip != "none" and np.random.rand() < 0.5
         t = self.resize.get_transform(h, w, np.random, hflip=flip and self.flip == "horizontal",
