@@ -159,3 +159,26 @@ def test_user_error_classes_keep_builtin_bases():
     with pytest.raises(KeyError) as e:
         DatasetCatalog.get("no_such_dataset_x")
     assert isinstance(e.value, UserError) and str(e.value).startswith("Dataset 'no_such_dataset_x' is not registered")
+
+
+def test_traceback_goes_to_our_and_detectron2s_log_files_only(tmp_path, capsys):
+    import logging
+
+    handlers = []
+    for name in ("solov2", "detectron2"):
+        h = logging.StreamHandler(open(tmp_path / f"{name}.txt", "a"))  # how both set up OUTPUT_DIR/log.txt
+        logging.getLogger(name).addHandler(h)
+        handlers.append((name, h))
+    try:
+        def bad():
+            raise ConfigError("SOLVER.X is wrong")
+
+        assert run_tool(bad) == 1
+    finally:
+        for name, h in handlers:
+            logging.getLogger(name).removeHandler(h)
+            h.close()
+    assert capsys.readouterr().err == "ERROR: SOLVER.X is wrong\n"
+    for name in ("solov2", "detectron2"):
+        text = (tmp_path / f"{name}.txt").read_text()
+        assert text.count("Traceback (most recent call last)") == 1 and "ConfigError: SOLVER.X is wrong" in text

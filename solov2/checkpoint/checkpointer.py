@@ -80,9 +80,12 @@ def _check_optimizer_state(optimizer: torch.optim.Optimizer, path: str) -> None:
     # load_state_dict fills the hyper-parameters newer torch versions added; what is still missing is not ours.
     missing = sorted({k for g in optimizer.param_groups for k in optimizer.defaults if k not in g})
     if missing:
+        # Gradient clipping subclasses the optimizer (e.g. SGDWithGradientClip): name the torch class users chose.
+        name = next((c.__name__ for c in type(optimizer).__mro__ if c.__module__.startswith("torch.optim")),
+                    type(optimizer).__name__)
         raise CheckpointError(
             f"The optimizer state in '{path}' was written by another optimizer than this run's "
-            f"{type(optimizer).__name__} (it has no {', '.join(missing)}): resume with the SOLVER.OPTIMIZER it was "
+            f"{name} (it has no {', '.join(missing)}): resume with the SOLVER.OPTIMIZER it was "
             "trained with, or start without --resume and load its weights with MODEL.WEIGHTS"
         )
 

@@ -109,15 +109,32 @@ def _cached_log_stream(filename: str):  # noqa: ANN202 - an io stream
     return io
 
 
-def log_to_files(level: int, msg: str, *, exc_info: Any = None, name: str = "solov2") -> bool:
-    """Log to the log files of logger `name` only (not the console); False when it writes to no file."""
-    logger = logging.getLogger(name)
-    handlers = [h for h in logger.handlers if isinstance(h, _LogFileHandler) and level >= h.level]
-    if handlers:
-        record = logger.makeRecord(logger.name, level, "", 0, msg, (), exc_info)
-        for h in handlers:
-            h.handle(record)
-    return bool(handlers)
+def _log_file_of(handler: logging.Handler) -> Optional[str]:
+    """The file a handler writes to (ours, a logging.FileHandler, or Detectron2's stream on a file), else None."""
+    stream = getattr(handler, "stream", None)
+    name = getattr(stream, "name", None) if isinstance(handler, logging.StreamHandler) else None
+    if isinstance(handler, (_LogFileHandler, logging.FileHandler)) or (isinstance(name, str) and os.path.isfile(name)):
+        return os.path.realpath(name) if isinstance(name, str) else str(id(handler))
+    return None
+
+
+# Loggers whose log files get the tracebacks of errors shown as one line: ours, and Detectron2's for the tools that
+# run SOLOv2 inside it.
+_FILE_LOGGERS = ("solov2", "detectron2")
+
+
+def log_to_files(level: int, msg: str, *, exc_info: Any = None) -> bool:
+    """Log to the log files (OUTPUT_DIR/log.txt, ...) only, not the console; False when there is no log file."""
+    written = set()
+    for name in _FILE_LOGGERS:
+        logger = logging.getLogger(name)
+        for h in logger.handlers:
+            path = _log_file_of(h)
+            if path is None or path in written or level < h.level:
+                continue
+            h.handle(logger.makeRecord(logger.name, level, "", 0, msg, (), exc_info))
+            written.add(path)
+    return bool(written)
 
 
 def _caller_key() -> Tuple[str, int, str]:
