@@ -266,9 +266,10 @@ class Checkpointer(_FvCheckpointer):
         with PathManager.open(filename, "rb") as f:
             try:
                 data = torch.load(f, map_location=torch.device("cpu"), weights_only=False)
-            except Exception as e:
-                hint = " (the file is truncated or not a PyTorch checkpoint)" if "zip archive" in str(e) else ""
-                raise CheckpointError(f"Cannot read checkpoint '{filename}'{hint}: {e}") from e
+            except Exception as e:  # torch's own messages ("invalid load key", "central directory") say little
+                raise CheckpointError(
+                    f"Cannot read checkpoint '{filename}' (the file is truncated or not a PyTorch checkpoint): {e}"
+                ) from e
         if not isinstance(data, dict):
             raise CheckpointError(f"Checkpoint '{filename}' holds a {type(data).__name__}, not a dict")
         if "model" in data:
