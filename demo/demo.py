@@ -3,6 +3,9 @@
 
   python demo/demo.py --config-file configs/SOLOv2/R50_3x.yaml --input img1.jpg photos/ "more/*.png" \
       --output out/ --opts MODEL.WEIGHTS SOLOv2_R50_3x.pth
+
+Outputs keep their input's file name, so the demo refuses (before writing anything) an --output that would
+overwrite one of its inputs, e.g. `--input photos/ --output photos/`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ from solov2.data.detection_utils import read_image
 from solov2.engine.predictor import DefaultPredictor
 from solov2.evaluation.coco_evaluation import instances_to_coco_json
 from solov2.evaluation.coco_conversion import contiguous_to_dataset_id_map
+from solov2.utils.cli import add_debug_argument, run_tool
+from solov2.utils.errors import ConfigError, ImageReadError, InputFileNotFoundError, OutputPathError
 from solov2.utils.logger import setup_logger
+from solov2.utils.paths import overwritten_input
 from solov2.utils.visualizer import Visualizer
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -48,21 +54,27 @@ def setup_cfg(args: argparse.Namespace):
 
 def get_parser() -> argparse.ArgumentParser:
     """The demo's command line (Detectron2's demo flags plus --json)."""
-    parser = argparse.ArgumentParser(description="SOLOv2 demo")
+    parser = argparse.ArgumentParser(
+        description="SOLOv2 demo",
+        epilog="Outputs are named after their inputs; an --output that would overwrite an input (e.g. --input photos/ "
+        "--output photos/, or --video-input d/clip.mp4 --output d/) is refused before anything is written.",
+    )
     parser.add_argument("--config-file", default="configs/quickstart/shapes_R18.yaml", metavar="FILE")
     parser.add_argument("--webcam", action="store_true", help="Take input from the webcam.")
     parser.add_argument("--video-input", help="Path to a video file.")
     parser.add_argument("--input", nargs="+", help="Image files, folders or glob patterns.")
-    parser.add_argument("--output", help="A folder for the results, or a file name when there is a single input.")
+    parser.add_argument("--output", help="A folder for the results, or a file name when there is a single input. "
+                        "It must not be (or contain the results under the names of) the inputs themselves.")
     parser.add_argument("--confidence-threshold", type=float, default=0.5,
                         help="Minimum score to draw (also sets MODEL.SOLOV2.SCORE_THR).")
     parser.add_argument("--json", action="store_true", help="Also write the predictions as COCO-style JSON.")
+    add_debug_argument(parser)
     parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="KEY VALUE config overrides.")
     return parser
 
 
 def expand_inputs(patterns: List[str]) -> List[str]:
-    """Expand folders (their images) and globs; plain names are kept even if missing (reported later)."""
+    """Expand folders (their images) and globs, each file once; plain names are kept even if missing (reported later)."""
     files: List[str] = []
     for p in patterns:
         if os.path.isdir(p):
@@ -74,7 +86,8 @@ def expand_inputs(patterns: List[str]) -> List[str]:
         if not found:
             logging.getLogger("solov2").warning(f"'{p}' matches no image files")
         files.extend(found)
-    return files
+    # A file named twice (a folder and a glob over it) would be processed twice into the same output.
+    return list(dict.fromkeys(files))
 
 
 def _metadata(cfg) -> Any:
@@ -119,20 +132,63 @@ class Demo:
 
 
 def _output_path(output: str, path: str, n_inputs: int, ext: Optional[str] = None) -> str:
+    """Where the drawing of input `path` goes: `output` itself for a single input named like a file, else
+    `output`/<input's name> (with `ext` instead of the input's extension when given)."""
     if n_inputs == 1 and not output.endswith(os.sep) and os.path.splitext(output)[1] and not os.path.isdir(output):
         out = output
     else:
-        os.makedirs(output, exist_ok=True)
         out = os.path.join(output, os.path.basename(path))
     if ext is not None:
         out = os.path.splitext(out)[0] + ext
+    elif not os.path.splitext(out)[1]:
+        out += ".png"
     return out
 
 
-def run_images(demo: Demo, files: List[str], args: argparse.Namespace, logger: logging.Logger) -> int:
-    """Process image files; returns the number that failed."""
+def plan_outputs(files: List[str], args: argparse.Namespace) -> List[List[str]]:
+    """The files each input's results go to; refuses, before anything is written, to overwrite an input or to
+    write two inputs' results to one file."""
+    planned = []
+    for path in files:
+        out = _output_path(args.output, path, len(files))
+        if not cv2.haveImageWriter(out):
+            raise ConfigError(f"--output '{out}': OpenCV cannot write images with the extension "
+                              f"'{os.path.splitext(out)[1]}'; use one of {', '.join(IMAGE_EXTENSIONS)}")
+        planned.append([out] + ([os.path.splitext(out)[0] + ".json"] if args.json else []))
+    clash = overwritten_input([o for outs in planned for o in outs], files)
+    if clash:
+        raise OutputPathError(
+            f"--output '{args.output}' would overwrite the input '{clash[1]}' with its results (outputs are named "
+            "after their inputs): choose another --output, neither an input nor the folder of one"
+        )
+    owner: dict = {}
+    for path, outs in zip(files, planned):
+        for o in outs:
+            key = os.path.realpath(o)
+            if key in owner:
+                raise OutputPathError(
+                    f"The inputs '{owner[key]}' and '{path}' would both write '{o}' (outputs are named after their "
+                    "inputs): give inputs with distinct file names, or run the demo once per folder"
+                )
+            owner[key] = path
+    return planned
+
+
+def _make_folder(path: str) -> None:
+    """Create the folder of an output file, with a readable error when that is not possible."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise OutputPathError(f"Cannot create the output folder '{folder}': {e.strerror or e}") from e
+
+
+def run_images(demo: Demo, files: List[str], planned: Optional[List[List[str]]], args: argparse.Namespace,
+               logger: logging.Logger) -> int:
+    """Process image files, writing to the `planned` outputs (plan_outputs) or to a window; returns how many failed."""
     failures: List[str] = []
-    for path in tqdm.tqdm(files, disable=len(files) < 2, desc="images"):
+    planned = planned if planned is not None else [[] for _ in files]
+    for path, outs in zip(tqdm.tqdm(files, disable=len(files) < 2, desc="images"), planned):
         try:
             img = read_image(path, format="BGR")
         except Exception as e:  # unreadable input: report by name, keep going
@@ -143,42 +199,58 @@ def run_images(demo: Demo, files: List[str], args: argparse.Namespace, logger: l
         instances, vis = demo.run(img)
         logger.info(f"{path}: {len(instances)} instances in {time.perf_counter() - start:.2f}s")
         if args.output:
-            out = _output_path(args.output, path, len(files))
-            if not os.path.splitext(out)[1]:
-                out += ".png"
-            os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+            out = outs[0]
+            _make_folder(out)
             if not cv2.imwrite(out, vis[:, :, ::-1]):
-                logger.error(f"Could not write '{out}'")
+                logger.error(f"Could not write '{out}' (is its folder writable, the disk full?)")
                 failures.append(path)
                 continue
             if args.json:
-                with open(os.path.splitext(out)[0] + ".json", "w") as f:
-                    json.dump(demo.to_json(instances, path), f)
+                try:
+                    with open(outs[1], "w") as f:
+                        json.dump(demo.to_json(instances, path), f)
+                except OSError as e:
+                    logger.error(f"Could not write '{outs[1]}': {e.strerror or e}")
+                    failures.append(path)
+                    continue
         else:
             try:
                 cv2.imshow(WINDOW_NAME, vis[:, :, ::-1])
                 if cv2.waitKey(0) == 27:
                     break
             except cv2.error:
-                logger.error("This OpenCV build has no GUI (opencv-python-headless): pass --output to save results.")
-                return len(files)
+                raise ConfigError("This OpenCV build has no GUI (opencv-python-headless): pass --output to save "
+                                  "results.") from None
     if failures:
         logger.error(f"{len(failures)} of {len(files)} inputs failed: {', '.join(failures)}")
     return len(failures)
 
 
-def run_video(demo: Demo, source: Any, args: argparse.Namespace, logger: logging.Logger) -> int:
-    """Process a video file (to .mp4 at the source frame rate) or a webcam (to a window)."""
+def plan_video_output(args: argparse.Namespace) -> Optional[str]:
+    """The .mp4 a video input's results go to (None: shown in a window); refuses to overwrite the input video."""
+    if not (args.output and args.video_input):
+        return None
+    out_path = _output_path(args.output, args.video_input, 1, ext=".mp4")
+    if overwritten_input([out_path], [args.video_input]):
+        raise OutputPathError(
+            f"--output '{args.output}' would overwrite the input video '{args.video_input}' with its results (the "
+            "output is named after the input, as .mp4): choose another --output"
+        )
+    return out_path
+
+
+def run_video(demo: Demo, source: Any, out_path: Optional[str], logger: logging.Logger) -> int:
+    """Process a video file (to `out_path`, .mp4 at the source frame rate) or a webcam (0) to a window."""
+    if out_path is not None:
+        _make_folder(out_path)
     cap = cv2.VideoCapture(source)
     if not cap.isOpened():
-        logger.error(f"Cannot open video input '{source}'")
-        return 1
+        cap.release()
+        raise ImageReadError(f"Cannot open video input '{source}'" +
+                             (": not a video OpenCV can decode" if isinstance(source, str) else " (a camera?)"))
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     writer = None
-    out_path = None
-    if args.output and not args.webcam:
-        out_path = _output_path(args.output, str(source), 1, ext=".mp4")
     frames = 0
     try:
         for _ in tqdm.tqdm(iter(int, 1), total=total, desc="frames"):
@@ -191,6 +263,8 @@ def run_video(demo: Demo, source: Any, args: argparse.Namespace, logger: logging
                 if writer is None:
                     h, w = vis_bgr.shape[:2]
                     writer = cv2.VideoWriter(out_path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h), True)
+                    if not writer.isOpened():
+                        raise OutputPathError(f"Cannot write the video '{out_path}' (is its folder writable?)")
                 writer.write(vis_bgr)
             else:
                 try:
@@ -198,14 +272,15 @@ def run_video(demo: Demo, source: Any, args: argparse.Namespace, logger: logging
                     if cv2.waitKey(1) == 27:
                         break
                 except cv2.error:
-                    logger.error("This OpenCV build has no GUI (opencv-python-headless): "
-                                 "--webcam needs opencv-python; for a video file pass --output.")
-                    return 1
+                    raise ConfigError("This OpenCV build has no GUI (opencv-python-headless): --webcam needs "
+                                      "opencv-python; for a video file pass --output.") from None
             frames += 1
     finally:
         cap.release()
         if writer is not None:
             writer.release()
+    if frames == 0:
+        raise ImageReadError(f"No frame could be read from the video input '{source}'")
     logger.info(f"Processed {frames} frames" + (f" -> {out_path}" if out_path else ""))
     return 0
 
@@ -217,31 +292,30 @@ def main(argv: Optional[List[str]] = None) -> int:
     setup_logger(name="demo")
     logger.info(f"Arguments: {args}")
     if not (args.input or args.webcam or args.video_input):
-        logger.error("Nothing to do: pass --input, --video-input or --webcam")
-        return 2
+        raise ConfigError("Nothing to do: pass --input, --video-input or --webcam")
     if args.json and not (args.input and args.output):
-        logger.error("--json writes a JSON file next to each output image: it needs --input and --output")
-        return 2
+        raise ConfigError("--json writes a JSON file next to each output image: it needs --input and --output")
     if args.video_input and not os.path.isfile(args.video_input):
-        logger.error(f"Video input '{args.video_input}' does not exist")
-        return 1
+        raise InputFileNotFoundError(f"Video input '{args.video_input}' does not exist")
     files = expand_inputs(args.input) if args.input else []
     if args.input and not files:
-        logger.error(f"No input images found for {args.input}")
-        return 1
+        raise InputFileNotFoundError(f"No input images found for {args.input}")
+    # Refuse a bad --output before the model is built and before anything is written.
+    planned = plan_outputs(files, args) if files and args.output else None
+    video_out = plan_video_output(args)
     cfg = setup_cfg(args)
     if not cfg.MODEL.WEIGHTS:
         logger.warning("MODEL.WEIGHTS is empty: the model is RANDOMLY INITIALISED and its predictions mean nothing. "
                        "Pass --opts MODEL.WEIGHTS path/to/model.pth")
     demo = Demo(cfg, args.confidence_threshold)
     if files:
-        failed = run_images(demo, files, args, logger)
+        failed = run_images(demo, files, planned, args, logger)
         print(f"Done: {len(files) - failed} succeeded, {failed} failed")
         return 1 if failed else 0
     if args.webcam:
-        return run_video(demo, 0, args, logger)
-    return run_video(demo, args.video_input, args, logger)
+        return run_video(demo, 0, None, logger)
+    return run_video(demo, args.video_input, video_out, logger)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

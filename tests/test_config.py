@@ -108,3 +108,79 @@ def test_repo_configs_match_published_schedule():
     cfg = get_cfg()
     cfg.merge_from_file(str(REPO / "configs/SOLOv2/R101_3x.yaml"))
     assert cfg.MODEL.RESNETS.DEPTH == 101
+
+
+def test_unknown_keys_get_a_suggestion_and_types_are_explained():
+    cfg = get_cfg()
+    cases = {
+        "SOLVER.BASE_LRR": "did you mean 'SOLVER.BASE_LR'?",
+        "MODEL.ROI_HEADS.NUM_CLASSES": "did you mean 'MODEL.SOLOV2.NUM_CLASSES'?",  # Detectron2's name elsewhere
+        "MODEL.RETINANET.SCORE_THRESH_TEST": "did you mean 'MODEL.SOLOV2.SCORE_THR'?",
+        "OUTPUTDIR": "did you mean 'OUTPUT_DIR'?",
+    }
+    for key, suggestion in cases.items():
+        with pytest.raises(ConfigError) as e:
+            cfg.merge_from_list([key, "1"])
+        assert f"Unknown config key '{key}'; {suggestion}" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        cfg.merge_from_list(["TEST.AUG.ENABLED", "True"])  # many keys end in ENABLED: no guess beats a wrong one
+    assert "did you mean" not in str(e.value)
+    with pytest.raises(ConfigError, match=r"'SOLVER.STEPS' must be of type tuple .*write it as e.g. '\(1, 2\)'"):
+        cfg.merge_from_list(["SOLVER.STEPS", "5"])
+    with pytest.raises(ConfigError, match="'--debug' .* looks like a command-line option; put options before"):
+        cfg.merge_from_list(["SOLVER.BASE_LR", "0.1", "--debug"])
+
+
+def test_unsupported_keys_refused_by_name_and_supported_values_pass():
+    from solov2.config import check_unsupported_keys
+    from solov2.config.key_policy import UNSUPPORTED_KEYS
+
+    check_unsupported_keys(get_cfg())  # every default is supported
+    for rule in UNSUPPORTED_KEYS:
+        if rule.key == "TEST.AUG.ENABLED":  # a Detectron2 key, not in our defaults
+            continue
+        cfg = get_cfg()
+        for ok in rule.supported:
+            cfg.merge_from_list([rule.key, repr(ok) if isinstance(ok, str) else str(ok)])
+            check_unsupported_keys(cfg)
+        default = cfg
+        bad = {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v + 0.5, str: lambda v: "other",
+               tuple: lambda v: ("x.pkl",)}
+        node, leaf = default, rule.key.split(".")
+        for part in leaf[:-1]:
+            node = node[part]
+        value = node[leaf[-1]]
+        node[leaf[-1]] = bad[type(value)](value)
+        with pytest.raises(ConfigError, match=f"^{rule.key} .* is not supported: "):
+            check_unsupported_keys(default)
+
+
+def test_unsupported_keys_check_tolerates_a_detectron2_style_config():
+    from solov2.config import CfgNode, check_unsupported_keys
+
+    # A Detectron2 config has many keys we do not know; only the table's keys are looked at.
+    d2 = CfgNode({"MODEL": {"MASK_ON": True, "ROI_HEADS": {"NUM_CLASSES": 3}, "RPN": {"HEAD_NAME": "x"}},
+                  "TEST": {"AUG": {"ENABLED": False, "MIN_SIZES": (400,)}}, "VIS_PERIOD": 0})
+    check_unsupported_keys(d2)
+    d2.TEST.AUG.ENABLED = True
+    d2.MODEL.MASK_ON = False
+    with pytest.raises(ConfigError) as e:
+        check_unsupported_keys(d2)
+    assert str(e.value).startswith("2 config keys are set to values solov2 cannot honour: (1) MODEL.MASK_ON False")
+    assert "(2) TEST.AUG.ENABLED True is not supported: test-time augmentation" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_every_default_key_is_read_or_in_the_policy_table():
+    import re
+
+    from solov2.config.config import all_keys
+    from solov2.config.key_policy import IGNORED_KEYS, UNSUPPORTED_KEYS
+
+    sources = [p for d in ("solov2", "tools", "demo") for p in (REPO / d).rglob("*.py")
+               if p.name not in ("defaults.py", "key_policy.py") or "engine" in p.parts]
+    code = "\n".join(p.read_text() for p in sources)
+    listed = {r.key for r in UNSUPPORTED_KEYS} | set(IGNORED_KEYS)
+    unread = [k for k in all_keys(get_cfg())
+              if k not in listed and not re.search(r"\." + re.escape(k.rsplit(".", 1)[-1]) + r"\b", code)]
+    assert not unread, f"config keys neither read anywhere nor in solov2/config/key_policy.py: {unread}"

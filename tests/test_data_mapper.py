@@ -62,7 +62,9 @@ def test_corrupt_and_missing_images_named(tmp_path):
     cfg.DATALOADER.SKIP_CORRUPT_IMAGES = True
     mapper = DatasetMapper(cfg, True)
     assert mapper(d) is None and mapper(d) is None
-    assert mapper.num_skipped == 2
+    assert mapper.num_skipped == 1  # distinct files: training meets the same file every epoch
+    assert mapper(dict(d, file_name=str(tmp_path / "gone.png"))) is None
+    assert mapper.num_skipped == 2 and mapper.skipped_files == {d["file_name"], str(tmp_path / "gone.png")}
 
 
 def test_size_mismatch_names_file(tmp_path):

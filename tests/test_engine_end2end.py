@@ -106,5 +106,7 @@ def test_num_classes_mismatch_stops_at_startup(tiny_split, tmp_path):
          image_root, "DATASETS.TRAIN", "('e2e_bad',)", "MODEL.SOLOV2.NUM_CLASSES", "7", "OUTPUT_DIR", str(tmp_path)],
         capture_output=True, text=True, timeout=120, cwd=str(REPO),
     )
-    assert r.returncode != 0
-    assert "NUM_CLASSES is 7" in r.stderr and "MODEL.SOLOV2.NUM_CLASSES 3" in r.stderr
+    assert r.returncode == 1
+    err = r.stderr.splitlines()
+    assert len(err) == 1 and err[0].startswith("ERROR: MODEL.SOLOV2.NUM_CLASSES is 7 but the training dataset")
+    assert "Set MODEL.SOLOV2.NUM_CLASSES 3" in err[0] and "Traceback" not in r.stdout

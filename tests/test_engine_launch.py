@@ -83,3 +83,45 @@ def test_launch_argument_errors_and_single_process(tmp_path):
     calls = []
     launch(lambda a, b: calls.append((a, b)), 1, args=(1, 2))  # world size 1: runs in this process
     assert calls == [(1, 2)]
+
+
+def _user_error_worker(out_dir: str) -> None:
+    from solov2.utils.errors import DatasetFormatError
+
+    if comm.get_rank() == 1:
+        raise DatasetFormatError("annotation 7 of 'x.json' is broken")
+    comm.synchronize()  # rank 0 then loses its peer; the cause reported must still be rank 1's
+
+
+def test_child_user_error_is_raised_once_in_the_parent(tmp_path, capfd):
+    from solov2.utils.errors import UserError
+
+    with pytest.raises(UserError) as e:
+        launch(_user_error_worker, 2, dist_url="auto", args=(str(tmp_path),))
+    assert type(e.value) is UserError and str(e.value) == "annotation 7 of 'x.json' is broken"
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Terminating process" not in err  # the child printed nothing
+
+
+def _config_error(_local_rank: int) -> None:
+    from solov2.utils.errors import ConfigError
+
+    raise ConfigError(f"bad value in process {comm.get_rank()}")
+
+
+def _foreign_launcher() -> None:
+    """What another launcher (e.g. Detectron2's) does: spawn processes running the wrapped function."""
+    import torch.multiprocessing as mp
+
+    from solov2.utils.cli import ReportUserErrors
+
+    mp.start_processes(ReportUserErrors(_config_error), nprocs=2, start_method="spawn")
+
+
+def test_user_errors_of_another_launchers_processes_reach_run_tool(capfd):
+    from solov2.utils.cli import run_tool
+
+    assert run_tool(_foreign_launcher) == 1
+    err = capfd.readouterr().err.splitlines()
+    # Both processes failed alike (no process group: both are rank 0): one line, no launcher traceback.
+    assert err == ["ERROR: bad value in process 0"], err

@@ -23,6 +23,8 @@ from solov2.config import get_cfg
 from solov2.layers import matrix_nms
 from solov2.modeling import build_model
 from solov2.structures import BitMasks, Instances
+from solov2.utils.cli import add_debug_argument, run_tool
+from solov2.utils.errors import ConfigError, OutputPathError
 
 
 def _sync(device: torch.device) -> None:
@@ -153,9 +155,9 @@ def _parse_size(text: str) -> Tuple[int, int]:
     try:
         h, w = (int(x) for x in text.lower().split("x"))
     except ValueError:
-        raise SystemExit(f"--input-size must be HxW, e.g. 800x1216; got '{text}'") from None
+        raise ConfigError(f"--input-size must be HxW, e.g. 800x1216; got '{text}'") from None
     if h < 32 or w < 32:
-        raise SystemExit(f"--input-size {text} is too small: both sides must be at least 32 pixels")
+        raise ConfigError(f"--input-size {text} is too small: both sides must be at least 32 pixels")
     return h, w
 
 
@@ -205,6 +207,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="full: post-processing gets NMS_PRE candidates (worst case, like a trained model on a busy "
                         "image); model: the random model's own scores (nearly no candidates, post-processing ~free)")
     p.add_argument("--output", help="write the results as JSON here")
+    add_debug_argument(p)
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE config overrides")
     return p
 
@@ -215,10 +218,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     result = run(args)
     print(format_table(result))
     if args.output:
-        with open(args.output, "w") as f:
-            json.dump(result, f, indent=2)
+        try:
+            with open(args.output, "w") as f:
+                json.dump(result, f, indent=2)
+        except OSError as e:
+            raise OutputPathError(f"Cannot write --output '{args.output}': {e.strerror or e}") from e
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

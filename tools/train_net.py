@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any, Dict
 
 from solov2.checkpoint import Checkpointer
@@ -18,6 +19,8 @@ from solov2.config import CfgNode, get_cfg
 from solov2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from solov2.evaluation import verify_results
 from solov2.utils import comm
+from solov2.utils.cli import run_tool
+from solov2.utils.errors import ResultsMismatchError
 
 logger = logging.getLogger("solov2.train_net")
 
@@ -62,7 +65,7 @@ def main(args: argparse.Namespace) -> Dict[str, Any]:
         Checkpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = DefaultTrainer.test(cfg, model)
         if comm.is_main_process() and not verify_results(cfg, results):
-            raise RuntimeError("Evaluation results differ from TEST.EXPECTED_RESULTS (see the log)")
+            raise ResultsMismatchError("Evaluation results differ from TEST.EXPECTED_RESULTS (see the log)")
         return results
 
     trainer = DefaultTrainer(cfg)
@@ -85,4 +88,4 @@ def invoke_main() -> None:
 
 
 if __name__ == "__main__":
-    invoke_main()
+    sys.exit(run_tool(invoke_main))

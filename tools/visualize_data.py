@@ -3,6 +3,9 @@
 
   python tools/visualize_data.py --config-file configs/quickstart/shapes_R18.yaml --source annotation \
       --output-dir vis/ --num 20
+
+With DATALOADER.SKIP_CORRUPT_IMAGES True unreadable images are skipped and counted; otherwise the first one stops
+the tool with an error naming it. A drawing never replaces a dataset image.
 """
 
 from __future__ import annotations
@@ -16,15 +19,20 @@ from typing import List, Optional
 import cv2
 import numpy as np
 
-from solov2.config import get_cfg
+from solov2.config import check_unsupported_keys, get_cfg
 from solov2.data import (
     DatasetCatalog,
+    DatasetMapper,
     MetadataCatalog,
     build_detection_train_loader,
     read_image,
     register_datasets_from_cfg,
 )
+from solov2.data.detection_utils import SKIP_CORRUPT_HINT
+from solov2.utils.cli import add_debug_argument, run_tool
+from solov2.utils.errors import ConfigError, ImageReadError, OutputPathError
 from solov2.utils.logger import setup_logger
+from solov2.utils.paths import overwritten_input
 from solov2.utils.visualizer import Visualizer
 
 
@@ -36,8 +44,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="raw annotations, or what the training data loader produces (augmented)")
     p.add_argument("--output-dir", required=True)
     p.add_argument("--num", type=int, default=20, help="number of images to draw")
+    add_debug_argument(p)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return p.parse_args(argv)
+
+
+def _write(path: str, rgb: np.ndarray, dataset_files: set) -> None:
+    """Write a drawing, refusing to replace a dataset image."""
+    clash = overwritten_input([path], dataset_files)
+    if clash:
+        raise OutputPathError(f"--output-dir would overwrite the dataset image '{clash[1]}' with its drawing: choose "
+                              "an --output-dir that is not the dataset's image folder")
+    if not cv2.imwrite(path, rgb[:, :, ::-1]):
+        raise OutputPathError(f"Could not write '{path}' (is --output-dir writable, the disk full?)")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -47,22 +66,40 @@ def main(argv: Optional[List[str]] = None) -> int:
     cfg = get_cfg()
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
+    check_unsupported_keys(cfg)
     register_datasets_from_cfg(cfg)
-    os.makedirs(args.output_dir, exist_ok=True)
     names = list(cfg.DATASETS.TRAIN)
+    if not names:
+        raise ConfigError("DATASETS.TRAIN is empty: name the dataset(s) to draw")
+    try:
+        os.makedirs(args.output_dir, exist_ok=True)
+    except OSError as e:
+        raise OutputPathError(f"Cannot create --output-dir '{args.output_dir}': {e.strerror or e}") from e
     metadata = MetadataCatalog.get(names[0])
+    dicts = list(itertools.chain.from_iterable(DatasetCatalog.get(n) for n in names))
+    dataset_files = {d["file_name"] for d in dicts}
     written = 0
+    skipped: List[str] = []
     if args.source == "annotation":
-        dicts = list(itertools.chain.from_iterable(DatasetCatalog.get(n) for n in names))
-        for d in dicts[: args.num]:
-            img = read_image(d["file_name"], "RGB")
+        for d in dicts:
+            if written >= args.num:
+                break
+            try:
+                img = read_image(d["file_name"], "RGB")
+            except ImageReadError as e:
+                if not cfg.DATALOADER.SKIP_CORRUPT_IMAGES:
+                    raise ImageReadError(f"{e}{SKIP_CORRUPT_HINT}") from e
+                logger.warning(f"Skipping unreadable image: {e}")
+                skipped.append(d["file_name"])
+                continue
             vis = Visualizer(img, metadata).draw_dataset_dict(d)
-            out = os.path.join(args.output_dir, os.path.splitext(os.path.basename(d["file_name"]))[0] + ".png")
-            cv2.imwrite(out, vis[:, :, ::-1])
+            _write(os.path.join(args.output_dir, os.path.splitext(os.path.basename(d["file_name"]))[0] + ".png"), vis,
+                   dataset_files)
             written += 1
     else:
         cfg.DATALOADER.NUM_WORKERS = 0
-        for batch in build_detection_train_loader(cfg):
+        mapper = DatasetMapper(cfg, True)  # in this process (no workers), so its count of skipped files is ours
+        for batch in build_detection_train_loader(cfg, mapper=mapper):
             for d in batch:
                 img = d["image"].permute(1, 2, 0).numpy()
                 img = img[:, :, ::-1] if cfg.INPUT.FORMAT == "BGR" else img
@@ -72,15 +109,19 @@ def main(argv: Optional[List[str]] = None) -> int:
                 vis = Visualizer(np.ascontiguousarray(img), metadata).overlay_instances(
                     [m.numpy() for m in inst.gt_masks.tensor], labels)
                 base = os.path.splitext(os.path.basename(d["file_name"]))[0]
-                cv2.imwrite(os.path.join(args.output_dir, f"{written:04d}_{base}.png"), vis[:, :, ::-1])
+                _write(os.path.join(args.output_dir, f"{written:04d}_{base}.png"), vis, dataset_files)
                 written += 1
                 if written >= args.num:
                     break
             if written >= args.num:
                 break
+        skipped = sorted(mapper.skipped_files)
     logger.info(f"Wrote {written} images to {args.output_dir}")
+    if skipped:
+        logger.warning(f"Skipped {len(skipped)} unreadable image(s) (DATALOADER.SKIP_CORRUPT_IMAGES True): "
+                       + ", ".join(f"'{f}'" for f in skipped[:5]) + (", ..." if len(skipped) > 5 else ""))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

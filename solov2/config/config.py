@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
@@ -12,11 +13,11 @@ from fvcore.common.config import BASE_KEY
 from fvcore.common.config import CfgNode as _FvCfgNode
 from iopath.common.file_io import g_pathmgr
 
+from ..utils.errors import ConfigError
+
+__all__ = ["CfgNode", "ConfigError", "get_cfg", "all_keys"]
+
 logger = logging.getLogger(__name__)
-
-
-class ConfigError(ValueError):
-    """Raised when a config file or override cannot be merged (unknown key, wrong type, bad file)."""
 
 
 class CfgNode(_FvCfgNode):
@@ -29,7 +30,8 @@ class CfgNode(_FvCfgNode):
         try:
             loaded = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
         except Exception as e:  # yaml syntax errors, missing _BASE_ files
-            raise ConfigError(f"Cannot read config file '{cfg_filename}': {e}") from e
+            # yaml's messages span several lines; one line keeps the error the last thing printed.
+            raise ConfigError(f"Cannot read config file '{cfg_filename}': {' '.join(str(e).split())}") from e
         loaded = type(self)(loaded)
         try:
             self.merge_from_other_cfg(loaded)
@@ -37,10 +39,16 @@ class CfgNode(_FvCfgNode):
             key = _key_of(e)
             culprit = _file_setting(key, cfg_filename) if key else cfg_filename
             where = f"'{culprit}'" if culprit == cfg_filename else f"'{culprit}', a _BASE_ of '{cfg_filename}'"
-            raise ConfigError(f"{_describe(e)} (in config file {where})") from e
+            raise ConfigError(f"{_describe(e, self)} (in config file {where})") from e
 
     def merge_from_list(self, cfg_list: List[Any]) -> None:
         """Merge KEY VALUE pairs, e.g. ["SOLVER.BASE_LR", "0.02"]."""
+        flags = [str(x) for x in cfg_list[0::2] if str(x).startswith("--")]
+        if flags:
+            raise ConfigError(
+                f"'{flags[0]}' appears among the KEY VALUE config overrides {list(cfg_list)}: it looks like a "
+                "command-line option; put options before the KEY VALUE overrides"
+            )
         if len(cfg_list) % 2 != 0:
             raise ConfigError(
                 f"Config overrides must be KEY VALUE pairs; got an odd number of items: {cfg_list}"
@@ -49,17 +57,72 @@ class CfgNode(_FvCfgNode):
             try:
                 super().merge_from_list([key, value])
             except (KeyError, ValueError, AssertionError) as e:
-                raise ConfigError(f"{_describe(e)} (in command-line override '{key} {value}')") from e
+                raise ConfigError(f"{_describe(e, self)} (in command-line override '{key} {value}')") from e
 
 
-def _describe(e: BaseException) -> str:
-    """Turn yacs' terse KeyError/ValueError text into one readable sentence."""
-    msg = e.args[0] if e.args else str(e)
-    msg = str(msg)
-    if msg.startswith("Non-existent config key:"):
+def all_keys(node: Any, prefix: str = "") -> List[str]:
+    """Every dotted leaf key of a config, e.g. ['MODEL.DEVICE', ..., 'VERSION']."""
+    keys: List[str] = []
+    for k, v in node.items():
+        if isinstance(v, _FvCfgNode):
+            keys += all_keys(v, f"{prefix}{k}.")
+        else:
+            keys.append(f"{prefix}{k}")
+    return keys
+
+
+def suggest_keys(key: str, cfg: Any) -> List[str]:
+    """Existing keys a mistyped `key` probably meant: the closest spellings, else keys with the same last part."""
+    known = all_keys(cfg)
+    key = key.upper()
+    scored = sorted(((difflib.SequenceMatcher(None, key, k).ratio(), k) for k in known), reverse=True)
+    # Only the best few: a list of loosely similar keys hides the one that was meant.
+    close = [k for r, k in scored[:3] if r >= 0.7 and r >= scored[0][0] - 0.03]
+    if close:
+        return close
+    leaf = key.rsplit(".", 1)[-1]
+    if leaf in _DETECTRON2_EQUIVALENTS:
+        return [_DETECTRON2_EQUIVALENTS[leaf]]
+    same_leaf = [k for k in known if k.rsplit(".", 1)[-1] == leaf]
+    return same_leaf if len(same_leaf) == 1 else []  # "did you mean" one of many ENABLED keys would not help
+
+
+# Detectron2 keys of other meta-architectures whose SOLOv2 counterpart has another name.
+_DETECTRON2_EQUIVALENTS = {
+    "SCORE_THRESH_TEST": "MODEL.SOLOV2.SCORE_THR",
+    "NMS_THRESH_TEST": "MODEL.SOLOV2.NMS_TYPE",
+    "TOPK_CANDIDATES_TEST": "MODEL.SOLOV2.NMS_PRE",
+}
+
+
+def _describe(e: BaseException, cfg: Any) -> str:
+    """Turn yacs' terse KeyError/ValueError text into one readable sentence (with a 'did you mean')."""
+    msg = str(e.args[0] if e.args else e)
+    if msg.startswith(("Non-existent config key:", "Non-existent key:")):
         key = msg.split(":", 1)[1].strip()
-        return f"Unknown config key '{key}'"
+        text = f"Unknown config key '{key}'"
+        if key.startswith("-"):
+            return text + ": it looks like a command-line option; put options before the KEY VALUE overrides"
+        suggestions = suggest_keys(key, cfg)
+        if suggestions:
+            text += "; did you mean " + " or ".join(f"'{s}'" for s in suggestions) + "?"
+        return text
+    m = re.match(r"Type mismatch \((.*?) vs\. (.*?)\) with values \((.*) vs\. (.*)\) for config key: (\S+)", msg,
+                 re.S)
+    if m:
+        want, got, default, value, key = m.groups()
+        want, got = _type_name(want), _type_name(got)
+        hint = ""
+        if want in ("tuple", "list"):
+            hint = "; write it as e.g. " + ("'(1, 2)' or '(1,)'" if want == "tuple" else "'[1, 2]'")
+        return f"Config key '{key}' must be of type {want} like its default {default}; got {value} (type {got}){hint}"
     return msg
+
+
+def _type_name(text: str) -> str:
+    """"<class 'int'>" -> "int"."""
+    m = re.match(r"<class '(.*)'>", text.strip())
+    return m.group(1) if m else text
 
 
 def _key_of(e: BaseException) -> Optional[str]:

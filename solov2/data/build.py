@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Set
 
 import numpy as np
 import torch
 import torch.utils.data as torchdata
 
 from ..utils import comm
+from ..utils.errors import ConfigError, DatasetFormatError, ImageReadError
 from .catalog import DatasetCatalog, MetadataCatalog
 from .dataset_mapper import DatasetMapper
 from .datasets.coco import register_coco_instances
@@ -25,42 +26,77 @@ def get_detection_dataset_dicts(names: Sequence[str], filter_empty: bool = True)
     if isinstance(names, str):
         names = [names]
     if len(names) == 0:
-        raise ValueError("No dataset given: set DATASETS.TRAIN / DATASETS.TEST")
+        raise ConfigError("No dataset given: set DATASETS.TRAIN / DATASETS.TEST")
     dicts: List[Dict[str, Any]] = []
     for name in names:
         d = DatasetCatalog.get(name)
         if len(d) == 0:
-            raise ValueError(f"Dataset '{name}' is empty")
+            raise DatasetFormatError(f"Dataset '{name}' is empty{_source(name)}")
         dicts.extend(d)
     if filter_empty:
         dicts = filter_empty_annotations(dicts)
         if not dicts:
-            raise ValueError(f"No image of {list(names)} has a usable annotation")
+            raise DatasetFormatError(
+                f"No image of {list(names)} has a usable annotation"
+                + "".join(_source(n, say_annotations=True) for n in names)
+            )
     return dicts
 
 
+def _source(name: str, say_annotations: bool = False) -> str:
+    """'; loaded from <json>' (and whether it lacks the 'annotations' key) for error messages about a dataset."""
+    meta = MetadataCatalog.get(name)
+    json_file = meta.get("json_file")
+    if not json_file:
+        return ""
+    text = f"; '{name}' is loaded from '{json_file}'"
+    if say_annotations and meta.get("has_annotations") is False:
+        text += ", which has no 'annotations' key (an unlabelled split: use it only in DATASETS.TEST or the demo)"
+    return text
+
+
 class MapDataset(torchdata.Dataset):
-    """Applies `mapper` to a list; when it returns None (skipped image), another index is used instead."""
+    """Applies `mapper` to a list; when it returns None (an unreadable image), another readable item is used."""
 
     def __init__(self, items: List[Any], mapper: Callable[[Any], Any]) -> None:
         self.items = items
         self.mapper = mapper
         self._rng = random.Random(42)
+        self._unreadable: Set[int] = set()  # never drawn again as a replacement
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, idx: int) -> Any:
-        for _ in range(max(3, len(self.items))):
+        while True:
             out = self.mapper(self.items[idx])
             if out is not None:
                 return out
-            idx = self._rng.randrange(len(self.items))
-        raise RuntimeError("Too many unreadable images in a row: check the dataset")
+            self._unreadable.add(idx)
+            if len(self._unreadable) == len(self.items):
+                raise ImageReadError(
+                    f"None of the {len(self.items)} training images can be read (e.g. "
+                    f"'{self.items[idx].get('file_name')}'), although DATALOADER.SKIP_CORRUPT_IMAGES is on: check "
+                    "the dataset's image_root"
+                )
+            while idx in self._unreadable:  # readable ones remain, so this ends
+                idx = self._rng.randrange(len(self.items))
+
+
+class SkippedImage(NamedTuple):
+    """Stands for an image the mapper could not read (DATALOADER.SKIP_CORRUPT_IMAGES) in an inference batch."""
+
+    file_name: str
+
+
+class InferenceBatch(list):
+    """A test-loader batch: the mapped dicts of readable images; `skipped_files` names the unreadable ones."""
+
+    skipped_files: List[str] = []
 
 
 class _SkippingDataset(torchdata.Dataset):
-    """For inference: items the mapper rejects come back as None and are dropped by the collator."""
+    """For inference: items the mapper rejects (None) come back as SkippedImage, which the collator sets apart."""
 
     def __init__(self, items: List[Any], mapper: Callable[[Any], Any]) -> None:
         self.items = items
@@ -70,7 +106,8 @@ class _SkippingDataset(torchdata.Dataset):
         return len(self.items)
 
     def __getitem__(self, idx: int) -> Any:
-        return self.mapper(self.items[idx])
+        out = self.mapper(self.items[idx])
+        return out if out is not None else SkippedImage(str(self.items[idx].get("file_name", f"item {idx}")))
 
 
 class _MappedStream(torchdata.IterableDataset):
@@ -103,6 +140,13 @@ def trivial_batch_collator(batch: List[Any]) -> List[Any]:
     return [b for b in batch if b is not None]
 
 
+def inference_batch_collator(batch: List[Any]) -> InferenceBatch:
+    """The readable images' dicts, with the skipped images' file names in `skipped_files` (for counting)."""
+    out = InferenceBatch(b for b in batch if b is not None and not isinstance(b, SkippedImage))
+    out.skipped_files = [b.file_name for b in batch if isinstance(b, SkippedImage)]
+    return out
+
+
 def worker_init_reset_seed(worker_id: int) -> None:
     """Give every worker its own numpy/random/torch seed (derived from torch's per-worker seed)."""
     seed = (torch.initial_seed() + worker_id) % 2**31
@@ -115,12 +159,12 @@ def build_detection_train_loader(cfg, mapper: Optional[Callable] = None) -> torc
     world = comm.get_world_size()
     total = cfg.SOLVER.IMS_PER_BATCH
     if total % world != 0:
-        raise ValueError(f"SOLVER.IMS_PER_BATCH ({total}) must be divisible by the number of processes ({world})")
+        raise ConfigError(f"SOLVER.IMS_PER_BATCH ({total}) must be divisible by the number of processes ({world})")
     dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
     mapper = mapper if mapper is not None else DatasetMapper(cfg, True)
     dataset = MapDataset(dicts, mapper)
     if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
-        raise ValueError(f"DATALOADER.SAMPLER_TRAIN '{cfg.DATALOADER.SAMPLER_TRAIN}' is not supported; use TrainingSampler")
+        raise ConfigError(f"DATALOADER.SAMPLER_TRAIN '{cfg.DATALOADER.SAMPLER_TRAIN}' is not supported; use TrainingSampler")
     seed = cfg.SEED if cfg.SEED >= 0 else None
     sampler = TrainingSampler(len(dataset), seed=seed)
     stream = _MappedStream(dataset, sampler, total // world, cfg.DATALOADER.ASPECT_RATIO_GROUPING)
@@ -143,7 +187,7 @@ def build_detection_test_loader(cfg, dataset_name: str, mapper: Optional[Callabl
         batch_size=1,
         sampler=InferenceSampler(len(dataset)),
         num_workers=cfg.DATALOADER.NUM_WORKERS,
-        collate_fn=trivial_batch_collator,
+        collate_fn=inference_batch_collator,
     )
 
 
@@ -152,14 +196,14 @@ def register_datasets_from_cfg(cfg) -> List[str]:
     names = []
     for entry in cfg.DATASETS.COCO_INSTANCES:
         if len(entry) != 3:
-            raise ValueError(
+            raise ConfigError(
                 f"DATASETS.COCO_INSTANCES entries must be (name, json_file, image_root), got {tuple(entry)}"
             )
         name, json_file, image_root = (str(x) for x in entry)
         if name in DatasetCatalog:
             meta = MetadataCatalog.get(name)
             if meta.get("json_file") != json_file or meta.get("image_root") != image_root:
-                raise ValueError(
+                raise ConfigError(
                     f"Dataset '{name}' is already registered with json_file={meta.get('json_file')!r}, "
                     f"image_root={meta.get('image_root')!r}; DATASETS.COCO_INSTANCES gives {json_file!r}, "
                     f"{image_root!r}. Use another name."
@@ -184,7 +228,7 @@ def check_num_classes(cfg) -> None:
         return
     n = cfg.MODEL.SOLOV2.NUM_CLASSES
     if n != len(classes):
-        raise ValueError(
+        raise ConfigError(
             f"MODEL.SOLOV2.NUM_CLASSES is {n} but the training dataset '{name}' has {len(classes)} classes "
             f"({', '.join(classes[:10])}{', ...' if len(classes) > 10 else ''}). "
             f"Set MODEL.SOLOV2.NUM_CLASSES {len(classes)} in the config or on the command line."

@@ -6,6 +6,8 @@ import logging
 from collections import UserDict
 from typing import Any, Callable, Dict, List
 
+from ..utils.errors import UnknownDatasetError
+
 logger = logging.getLogger(__name__)
 
 
@@ -25,8 +27,9 @@ class _DatasetCatalog(UserDict):
         try:
             f = self[name]
         except KeyError as e:
-            raise KeyError(
-                f"Dataset '{name}' is not registered! Available datasets are: {', '.join(sorted(self.keys()))}"
+            raise UnknownDatasetError(
+                f"Dataset '{name}' is not registered! Available datasets are: {', '.join(sorted(self.keys()))}. "
+                "Register your own with --register-coco NAME JSON_FILE IMAGE_ROOT or DATASETS.COCO_INSTANCES."
             ) from e
         return f()
 

@@ -10,13 +10,13 @@ import torch
 from PIL import Image, ImageOps
 
 from ..structures import BitMasks, Instances, segmentation_to_bitmask
+from ..utils.errors import ConfigError, DatasetFormatError, ImageReadError
 from ..utils.file_io import PathManager
 
 logger = logging.getLogger(__name__)
 
-
-class ImageReadError(IOError):
-    """An image that cannot be read or decoded; the message names the file."""
+# Appended to an unreadable image's error where skipping it is an option.
+SKIP_CORRUPT_HINT = " (DATALOADER.SKIP_CORRUPT_IMAGES True skips unreadable images)"
 
 
 def _to_uint8_rgb(img: Image.Image, file_name: str) -> np.ndarray:
@@ -40,7 +40,7 @@ def _to_uint8_rgb(img: Image.Image, file_name: str) -> np.ndarray:
 def read_image(file_name: str, format: str = "BGR") -> np.ndarray:
     """Read an image as H x W x 3 uint8 in `format` ("BGR" or "RGB"), honouring EXIF orientation."""
     if format not in ("BGR", "RGB"):
-        raise ValueError(f"INPUT.FORMAT must be 'BGR' or 'RGB', got '{format}'")
+        raise ConfigError(f"INPUT.FORMAT must be 'BGR' or 'RGB', got '{format}'")
     try:
         with PathManager.open(file_name, "rb") as f:
             img = Image.open(f)
@@ -53,7 +53,10 @@ def read_image(file_name: str, format: str = "BGR") -> np.ndarray:
         img = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block should not lose the image
         logger.warning(f"Ignoring unreadable EXIF data of '{file_name}'")
-    arr = _to_uint8_rgb(img, file_name)
+    try:
+        arr = _to_uint8_rgb(img, file_name)
+    except Exception as e:  # a mode PIL can open but not convert
+        raise ImageReadError(f"Cannot convert image '{file_name}' (mode {img.mode}) to RGB: {e}") from e
     if format == "BGR":
         arr = arr[:, :, ::-1]
     return np.ascontiguousarray(arr)
@@ -65,7 +68,7 @@ def check_image_size(dataset_dict: Dict[str, Any], image: np.ndarray) -> None:
     if "height" in dataset_dict and "width" in dataset_dict:
         exp = (int(dataset_dict["height"]), int(dataset_dict["width"]))
         if exp != (h, w):
-            raise ValueError(
+            raise DatasetFormatError(
                 f"Image '{dataset_dict.get('file_name')}' is {w}x{h} (WxH) but its annotation says "
                 f"{exp[1]}x{exp[0]}; fix the json's width/height (or the image)"
             )

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import Checkpointer
-from ..config import CfgNode
+from ..config import CfgNode, check_unsupported_keys
 from ..data import (
     MetadataCatalog,
     build_detection_test_loader,
@@ -28,10 +28,13 @@ from ..evaluation import COCOEvaluator, DatasetEvaluator, inference_on_dataset, 
 from ..modeling import build_model
 from ..solver import build_lr_scheduler, build_optimizer, scale_for_world_size
 from ..utils import comm
+from ..utils.cli import add_debug_argument
 from ..utils.env import collect_env_info, seed_all_rng
+from ..utils.errors import ConfigError, OutputPathError, ResultsMismatchError
 from ..utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardXWriter
 from ..utils.file_io import PathManager
 from ..utils.logger import setup_logger
+from ..utils.run_lock import lock_output_dir
 from . import hooks
 from .train_loop import AMPTrainer, SimpleTrainer, TrainerBase
 
@@ -90,6 +93,7 @@ Run on multiple machines:
         help="initialization URL for torch.distributed: tcp://<machine 0 ip>:<port> for several machines, "
         "or 'auto' for a free port on this machine",
     )
+    add_debug_argument(parser)
     parser.add_argument(
         "opts",
         help="Modify config options at the end of the command: space-separated KEY VALUE pairs, "
@@ -101,14 +105,27 @@ Run on multiple machines:
 
 
 def default_setup(cfg: CfgNode, args: Optional[argparse.Namespace]) -> None:
-    """Create OUTPUT_DIR, set up logging, log the environment, args and config, save config.yaml, seed, cudnn."""
-    output_dir = cfg.OUTPUT_DIR
-    if comm.is_main_process() and output_dir:
-        PathManager.mkdirs(output_dir)
+    """Claim OUTPUT_DIR, set up logging, check the config, log environment, args and config, save config.yaml, seed.
 
+    OUTPUT_DIR is refused when another live run uses it (see solov2.utils.run_lock) or cannot be written.
+    """
+    output_dir = cfg.OUTPUT_DIR
     rank = comm.get_rank()
-    setup_logger(output_dir, distributed_rank=rank, name="fvcore")
-    log = setup_logger(output_dir, distributed_rank=rank)
+    lock_note = None
+    try:
+        if comm.is_main_process() and output_dir:
+            PathManager.mkdirs(output_dir)
+            # Before the log file is opened: a refused run must not write into the other run's log.txt.
+            lock_note = lock_output_dir(output_dir)
+        setup_logger(output_dir, distributed_rank=rank, name="fvcore")
+        log = setup_logger(output_dir, distributed_rank=rank)
+    except OSError as e:
+        if isinstance(e, OutputPathError):
+            raise
+        raise OutputPathError(f"Cannot write to OUTPUT_DIR '{output_dir}': {e.strerror or e}") from e
+    if lock_note:
+        log.warning(lock_note)
+    check_unsupported_keys(cfg)
 
     log.info("Rank of current process: %d. World size: %d", rank, comm.get_world_size())
     log.info("Environment info:\n%s", collect_env_info())
@@ -120,8 +137,11 @@ def default_setup(cfg: CfgNode, args: Optional[argparse.Namespace]) -> None:
     log.info("Running with full config:\n%s", cfg.dump())
     if comm.is_main_process() and output_dir:
         path = os.path.join(output_dir, "config.yaml")
-        with PathManager.open(path, "w") as f:
-            f.write(cfg.dump())
+        try:
+            with PathManager.open(path, "w") as f:
+                f.write(cfg.dump())
+        except OSError as e:
+            raise OutputPathError(f"Cannot write '{path}': {e.strerror or e}") from e
         log.info("Full config saved to %s", path)
 
     # Different ranks get different seeds so their augmentations differ.
@@ -162,13 +182,9 @@ class DefaultTrainer(TrainerBase):
         cfg = self.auto_scale_workers(cfg, comm.get_world_size())
         register_datasets_from_cfg(cfg)
         check_num_classes(cfg)
-        if cfg.TEST.PRECISE_BN.ENABLED:
-            raise ValueError(
-                "TEST.PRECISE_BN.ENABLED True is not supported: SOLOv2 uses FrozenBN and GN, which need no "
-                "precise BN statistics; set TEST.PRECISE_BN.ENABLED False"
-            )
+        check_unsupported_keys(cfg)
         if cfg.SOLVER.CHECKPOINT_PERIOD <= 0:
-            raise ValueError(f"SOLVER.CHECKPOINT_PERIOD must be positive, got {cfg.SOLVER.CHECKPOINT_PERIOD}")
+            raise ConfigError(f"SOLVER.CHECKPOINT_PERIOD must be positive, got {cfg.SOLVER.CHECKPOINT_PERIOD}")
 
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
@@ -246,7 +262,7 @@ class DefaultTrainer(TrainerBase):
         super().train(self.start_iter, self.max_iter)
         if self.cfg.TEST.EXPECTED_RESULTS and comm.is_main_process():
             if not verify_results(self.cfg, self._last_eval_results):
-                raise RuntimeError("Evaluation results differ from TEST.EXPECTED_RESULTS (see the log)")
+                raise ResultsMismatchError("Evaluation results differ from TEST.EXPECTED_RESULTS (see the log)")
         return self._last_eval_results
 
     def run_step(self) -> None:
@@ -302,7 +318,7 @@ class DefaultTrainer(TrainerBase):
                 output_folder = os.path.join(output_folder, dataset_name)
         evaluator_type = getattr(MetadataCatalog.get(dataset_name), "evaluator_type", None) or "coco"
         if evaluator_type != "coco":
-            raise ValueError(
+            raise ConfigError(
                 f"Dataset '{dataset_name}' asks for evaluator_type '{evaluator_type}'; only 'coco' is built in. "
                 "Override DefaultTrainer.build_evaluator for other kinds."
             )

@@ -13,6 +13,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ..utils import comm
+from ..utils.cli import collect_child_user_errors, run_in_child
+from ..utils.errors import ConfigError, UserError
 
 __all__ = ["DEFAULT_TIMEOUT", "launch", "find_free_port"]
 
@@ -43,14 +45,15 @@ def launch(
     """Run `main_func(*args)` in num_gpus_per_machine processes on each of num_machines machines.
 
     One process (and no torch.distributed) when the world size is 1. On a machine without CUDA the
-    processes use the gloo backend on CPU, so `--num-gpus N` also works there.
+    processes use the gloo backend on CPU, so `--num-gpus N` also works there. A UserError in any process is
+    raised here again (once, with that process's message) after the processes have ended.
     """
     if num_gpus_per_machine < 1 or num_machines < 1:
-        raise ValueError(
+        raise ConfigError(
             f"--num-gpus ({num_gpus_per_machine}) and --num-machines ({num_machines}) must be at least 1"
         )
     if not 0 <= machine_rank < num_machines:
-        raise ValueError(f"--machine-rank {machine_rank} must be in [0, {num_machines})")
+        raise ConfigError(f"--machine-rank {machine_rank} must be in [0, {num_machines})")
     world_size = num_machines * num_gpus_per_machine
     if world_size == 1:
         main_func(*args)
@@ -58,7 +61,7 @@ def launch(
 
     if dist_url is None or dist_url == "auto":
         if num_machines != 1:
-            raise ValueError(
+            raise ConfigError(
                 "--dist-url auto only works on one machine; for several machines pass "
                 "--dist-url tcp://<ip of machine 0>:<port>, the same on every machine."
             )
@@ -70,18 +73,27 @@ def launch(
             num_machines,
         )
     if torch.cuda.is_available() and num_gpus_per_machine > torch.cuda.device_count():
-        raise ValueError(
+        raise ConfigError(
             f"--num-gpus {num_gpus_per_machine} but only {torch.cuda.device_count()} CUDA devices are visible"
         )
 
-    # start_processes with join=True raises in the parent when a child fails, so the exit code is non-zero.
-    mp.start_processes(
-        _distributed_worker,
-        nprocs=num_gpus_per_machine,
-        args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, tuple(args), timeout),
-        daemon=False,
-        start_method="spawn",
-    )
+    with collect_child_user_errors() as child_errors:
+        try:
+            # start_processes with join=True raises in the parent when a child fails: a non-zero exit status.
+            mp.start_processes(
+                _distributed_worker,
+                nprocs=num_gpus_per_machine,
+                args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, tuple(args), timeout),
+                daemon=False,
+                start_method="spawn",
+            )
+        except Exception:
+            messages = child_errors()
+            if not messages:
+                raise
+            # The processes that failed only because a peer left ("connection closed by peer") failed because of
+            # these user errors: report the cause, once, instead of their tracebacks.
+            raise UserError(" | ".join(messages)) from None
 
 
 def _distributed_worker(
@@ -94,7 +106,7 @@ def _distributed_worker(
     args: Sequence[Any],
     timeout: timedelta,
 ) -> None:
-    """Body of each spawned process: join the process group, then run main_func."""
+    """Body of each spawned process: join the process group, then run main_func (UserErrors go to the parent)."""
     has_gpu = torch.cuda.is_available()
     global_rank = machine_rank * num_gpus_per_machine + local_rank
     backend = "nccl" if has_gpu else "gloo"
@@ -126,7 +138,7 @@ def _distributed_worker(
 
     comm.synchronize()
     try:
-        main_func(*args)
+        run_in_child(main_func, args)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -8,8 +8,10 @@ import numpy as np
 import torch
 
 from ..checkpoint import Checkpointer
+from ..config import check_unsupported_keys
 from ..data.transforms import GeometricTransform, shortest_edge_size
 from ..modeling import build_model
+from ..utils.errors import ConfigError
 
 
 class DefaultPredictor:
@@ -20,6 +22,9 @@ class DefaultPredictor:
     """
 
     def __init__(self, cfg) -> None:
+        check_unsupported_keys(cfg)
+        if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
+            raise ConfigError(f"INPUT.FORMAT must be 'RGB' or 'BGR', got '{cfg.INPUT.FORMAT}'")
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg).eval()
         if cfg.MODEL.WEIGHTS:
@@ -27,8 +32,6 @@ class DefaultPredictor:
         self.min_size = cfg.INPUT.MIN_SIZE_TEST
         self.max_size = cfg.INPUT.MAX_SIZE_TEST
         self.input_format = cfg.INPUT.FORMAT
-        if self.input_format not in ("RGB", "BGR"):
-            raise ValueError(f"INPUT.FORMAT must be 'RGB' or 'BGR', got '{self.input_format}'")
 
     def __call__(self, original_image: np.ndarray) -> Dict[str, Any]:
         """Predict on one BGR uint8 image; returns {"instances": Instances} in the image's size."""

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 
 from ..utils import comm
+from ..utils.cli import log_exception_to_files
+from ..utils.errors import NonFiniteLossError
 from ..utils.events import EventStorage, get_event_storage
 
 __all__ = ["HookBase", "TrainerBase", "SimpleTrainer", "AMPTrainer"]
@@ -76,8 +78,10 @@ class TrainerBase:
                     self.after_step()
                 # After the loop iter == max_iter, which hooks use to tell a finished run from a failed one.
                 self.iter += 1
-            except Exception:
-                logger.exception("Exception during training at iteration %d:", self.iter)
+            except Exception as e:
+                # To the log files only: whoever catches the exception shows it (a command-line tool as one ERROR
+                # line or a traceback), so printing it here too would show it twice.
+                log_exception_to_files(e, f"Exception during training at iteration {self.iter}:")
                 raise
             finally:
                 self.after_train()
@@ -192,7 +196,7 @@ class SimpleTrainer(TrainerBase):
                 detail = " (non-finite on " + "; ".join(
                     f"rank {r}: " + ", ".join(f"{k}={all_metrics[r][k]}" for k in loss_names) for r in bad_ranks
                 ) + ")"
-            raise FloatingPointError(
+            raise NonFiniteLossError(
                 f"Loss became infinite or NaN at iteration={self.iter}! loss_dict = {local}{detail}. "
                 "Try a lower SOLVER.BASE_LR, a longer SOLVER.WARMUP_ITERS or SOLVER.CLIP_GRADIENTS.ENABLED True."
             )

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import numpy as np
 import pycocotools.mask as mask_util
 
+from ..utils.errors import DatasetFormatError
 from ..utils.file_io import PathManager
 
 __all__ = ["convert_to_coco_dict", "convert_to_coco_json", "contiguous_to_dataset_id_map"]
@@ -60,7 +61,7 @@ def _bbox_xywh(anno: Mapping[str, Any], file_name: str) -> List[float]:
         return [bbox[0], bbox[1], bbox[2] - bbox[0], bbox[3] - bbox[1]]
     if mode_name == "XYWH_ABS":
         return bbox
-    raise ValueError(f"Annotation in '{file_name}' has a bbox_mode ({mode}) that cannot be converted to COCO XYWH")
+    raise DatasetFormatError(f"Annotation in '{file_name}' has a bbox_mode ({mode}) that cannot be converted to COCO XYWH")
 
 
 def convert_to_coco_dict(dataset_name: str) -> Dict[str, Any]:
@@ -81,13 +82,13 @@ def convert_to_coco_dict(dataset_name: str) -> Dict[str, Any]:
     for record in dataset_dicts:
         file_name = record.get("file_name", "?")
         if "image_id" not in record:
-            raise KeyError(f"Dataset '{dataset_name}': the record of '{file_name}' has no 'image_id'")
+            raise DatasetFormatError(f"Dataset '{dataset_name}': the record of '{file_name}' has no 'image_id'")
         height, width = int(record["height"]), int(record["width"])
         images.append({"id": record["image_id"], "width": width, "height": height, "file_name": file_name})
         for anno in record.get("annotations", []):
             category = int(anno["category_id"])
             if thing_classes and not 0 <= category < len(thing_classes):
-                raise ValueError(
+                raise DatasetFormatError(
                     f"Dataset '{dataset_name}', image '{file_name}': category_id {category} is not a class index "
                     f"in [0, {len(thing_classes)})"
                 )
@@ -108,7 +109,7 @@ def convert_to_coco_dict(dataset_name: str) -> Dict[str, Any]:
                 coco_anno["bbox"] = _bbox_xywh(anno, file_name)
                 coco_anno["area"] = float(coco_anno["bbox"][2] * coco_anno["bbox"][3])
             else:
-                raise ValueError(
+                raise DatasetFormatError(
                     f"Dataset '{dataset_name}', image '{file_name}': an annotation has neither 'segmentation' nor 'bbox'"
                 )
             annotations.append(coco_anno)

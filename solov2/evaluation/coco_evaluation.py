@@ -22,6 +22,7 @@ from pycocotools.cocoeval import COCOeval
 
 from ..structures import Instances
 from ..utils import comm
+from ..utils.errors import ConfigError, InputFileNotFoundError
 from ..utils.file_io import PathManager
 from ..utils.logger import create_multi_column_table, create_small_table
 from .coco_conversion import contiguous_to_dataset_id_map, convert_to_coco_json
@@ -126,7 +127,7 @@ class COCOEvaluator(DatasetEvaluator):
         self._reverse_id_map = contiguous_to_dataset_id_map(self._metadata)
         json_file = getattr(self._metadata, "json_file", None)
         if json_file and not PathManager.exists(json_file):
-            raise FileNotFoundError(
+            raise InputFileNotFoundError(
                 f"Ground-truth json '{json_file}' of dataset '{dataset_name}' (metadata.json_file) does not exist"
             )
         self._json_file: Optional[str] = json_file or None
@@ -185,8 +186,18 @@ class COCOEvaluator(DatasetEvaluator):
             with PathManager.open(file_path, "w") as f:
                 json.dump(coco_results, f)
 
+        gt_json = self._ground_truth_json()
         with contextlib.redirect_stdout(io.StringIO()):
-            coco_gt = COCO(self._ground_truth_json())
+            coco_gt = COCO(gt_json)
+        if "annotations" not in coco_gt.dataset:
+            # Like Detectron2: an unlabelled split (e.g. COCO test-dev) gets its predictions written, not scored.
+            logger.warning(
+                "[COCOEvaluator] '%s' has no 'annotations' key: the predictions of '%s' are %s but cannot be scored.",
+                gt_json,
+                self._dataset_name,
+                f"saved to {os.path.join(self._output_dir, RESULTS_FILE)}" if self._output_dir else "not saved (no output_dir)",
+            )
+            return {}
         missing = set(coco_gt.getImgIds()) - set(image_ids)
         if missing:
             logger.warning(
@@ -209,7 +220,7 @@ class COCOEvaluator(DatasetEvaluator):
         for result in coco_results:
             category = result["category_id"]
             if category not in self._reverse_id_map:
-                raise ValueError(
+                raise ConfigError(
                     f"A prediction has class {category}, which dataset '{self._dataset_name}' does not have "
                     f"(classes 0..{len(self._reverse_id_map) - 1}); check MODEL.SOLOV2.NUM_CLASSES"
                 )

@@ -106,6 +106,7 @@ def inference_on_dataset(
     total_data_time = total_compute_time = total_eval_time = 0.0
     num_timed = 0
     idx = -1
+    skipped: List[str] = []  # unreadable images the loader skipped (DATALOADER.SKIP_CORRUPT_IMAGES)
     with ExitStack() as stack:
         if isinstance(model, nn.Module):
             stack.enter_context(inference_context(model))
@@ -113,6 +114,10 @@ def inference_on_dataset(
 
         data_start = time.perf_counter()
         for idx, inputs in enumerate(data_loader):
+            skipped += getattr(inputs, "skipped_files", [])
+            if len(inputs) == 0:  # every image of this batch was unreadable: nothing to run
+                data_start = time.perf_counter()
+                continue
             total_data_time += time.perf_counter() - data_start
             if idx == num_warmup:
                 start_time = time.perf_counter()
@@ -162,5 +167,15 @@ def inference_on_dataset(
     )
 
     results = evaluator.evaluate()
+    if num_devices > 1:
+        skipped = [f for files in comm.all_gather(skipped) for f in files]
+    if skipped and comm.is_main_process():
+        shown = ", ".join(f"'{f}'" for f in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        logger.warning(
+            "Skipped %d unreadable image(s) (DATALOADER.SKIP_CORRUPT_IMAGES True): %s. They were not run through the "
+            "model, so their objects count as missed.",
+            len(skipped),
+            shown,
+        )
     # Non-main ranks get nothing back; an empty dict keeps callers' code simple.
     return results if results is not None else {}

@@ -6,6 +6,8 @@ import logging
 import math
 from typing import Any, Mapping
 
+from ..utils.errors import ConfigError
+
 __all__ = ["print_csv_format", "verify_results"]
 
 logger = logging.getLogger(__name__)
@@ -32,7 +34,7 @@ def verify_results(cfg: Any, results: Mapping[str, Mapping[str, float]]) -> bool
     ok = True
     for entry in expected:
         if len(entry) != 4:
-            raise ValueError(f"TEST.EXPECTED_RESULTS entries must be [task, metric, value, tolerance], got {entry}")
+            raise ConfigError(f"TEST.EXPECTED_RESULTS entries must be [task, metric, value, tolerance], got {entry}")
         task, metric, value, tolerance = entry
         actual = results.get(task, {}).get(metric)
         if actual is None:

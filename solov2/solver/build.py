@@ -10,6 +10,7 @@ import torch
 from fvcore.common.param_scheduler import CosineParamScheduler, MultiStepParamScheduler, ParamScheduler
 from torch import nn
 
+from ..utils.errors import ConfigError
 from .lr_scheduler import LRMultiplier, WarmupParamScheduler
 
 logger = logging.getLogger(__name__)
@@ -82,11 +83,11 @@ def _make_clipper(clip_cfg: Any) -> Callable[[Iterable[torch.Tensor]], None]:
     value = float(clip_cfg.CLIP_VALUE)
     norm_type = float(clip_cfg.NORM_TYPE)
     if clip_type not in _CLIP_TYPES:
-        raise ValueError(
+        raise ConfigError(
             f"SOLVER.CLIP_GRADIENTS.CLIP_TYPE must be one of {_CLIP_TYPES}, got '{clip_type}'"
         )
     if value <= 0:
-        raise ValueError(f"SOLVER.CLIP_GRADIENTS.CLIP_VALUE must be positive, got {value}")
+        raise ConfigError(f"SOLVER.CLIP_GRADIENTS.CLIP_VALUE must be positive, got {value}")
 
     if clip_type == "value":
         return lambda ps: torch.nn.utils.clip_grad_value_(list(ps), value)
@@ -127,7 +128,7 @@ def build_optimizer(cfg: Any, model: nn.Module) -> torch.optim.Optimizer:
         weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
     )
     if not params:
-        raise ValueError("The model has no trainable parameters (all frozen?); nothing to optimise.")
+        raise ConfigError("The model has no trainable parameters (all frozen?); nothing to optimise.")
     name = cfg.SOLVER.OPTIMIZER.upper()
     if name == "SGD":
         optimizer_cls: Type[torch.optim.Optimizer] = torch.optim.SGD
@@ -135,7 +136,7 @@ def build_optimizer(cfg: Any, model: nn.Module) -> torch.optim.Optimizer:
     elif name == "ADAMW":
         optimizer_cls, kwargs = torch.optim.AdamW, {"betas": tuple(cfg.SOLVER.BETAS)}
     else:
-        raise ValueError(f"SOLVER.OPTIMIZER must be 'SGD' or 'ADAMW', got '{cfg.SOLVER.OPTIMIZER}'")
+        raise ConfigError(f"SOLVER.OPTIMIZER must be 'SGD' or 'ADAMW', got '{cfg.SOLVER.OPTIMIZER}'")
     optimizer_cls = maybe_add_gradient_clipping(cfg, optimizer_cls)
     return optimizer_cls(params, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY, **kwargs)
 
@@ -153,7 +154,7 @@ def build_lr_multiplier(cfg: Any) -> ParamScheduler:
                 max_iter,
             )
         if sorted(set(steps)) != steps:
-            raise ValueError(f"SOLVER.STEPS must be strictly increasing, got {tuple(cfg.SOLVER.STEPS)}")
+            raise ConfigError(f"SOLVER.STEPS must be strictly increasing, got {tuple(cfg.SOLVER.STEPS)}")
         scheduler: ParamScheduler = MultiStepParamScheduler(
             values=[cfg.SOLVER.GAMMA**k for k in range(len(steps) + 1)],
             milestones=steps,
@@ -162,20 +163,20 @@ def build_lr_multiplier(cfg: Any) -> ParamScheduler:
     elif name == "WarmupCosineLR":
         end_value = cfg.SOLVER.BASE_LR_END / cfg.SOLVER.BASE_LR
         if not 0.0 <= end_value <= 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"SOLVER.BASE_LR_END ({cfg.SOLVER.BASE_LR_END}) must be between 0 and SOLVER.BASE_LR "
                 f"({cfg.SOLVER.BASE_LR})"
             )
         scheduler = CosineParamScheduler(1.0, end_value)
     else:
-        raise ValueError(
+        raise ConfigError(
             f"Unknown SOLVER.LR_SCHEDULER_NAME '{name}'; use 'WarmupMultiStepLR' or 'WarmupCosineLR'."
         )
     warmup_iters = int(cfg.SOLVER.WARMUP_ITERS)
     if warmup_iters <= 0:
         return scheduler
     if warmup_iters >= max_iter:
-        raise ValueError(
+        raise ConfigError(
             f"SOLVER.WARMUP_ITERS ({warmup_iters}) must be smaller than SOLVER.MAX_ITER ({max_iter})"
         )
     return WarmupParamScheduler(
@@ -201,7 +202,7 @@ def scale_for_world_size(cfg: Any, num_workers: int) -> Any:
     frozen = cfg.is_frozen()
     cfg.defrost()
     if cfg.SOLVER.IMS_PER_BATCH % old_world_size != 0:
-        raise ValueError(
+        raise ConfigError(
             f"SOLVER.IMS_PER_BATCH ({cfg.SOLVER.IMS_PER_BATCH}) must be divisible by "
             f"SOLVER.REFERENCE_WORLD_SIZE ({old_world_size})"
         )

@@ -13,6 +13,8 @@ from fvcore.common.param_scheduler import (
     ParamScheduler,
 )
 
+from ..utils.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 
@@ -37,7 +39,7 @@ class WarmupParamScheduler(CompositeParamScheduler):
         elif warmup_method == "constant":
             warmup = ConstantParamScheduler(start_value)
         else:
-            raise ValueError(
+            raise ConfigError(
                 f"SOLVER.WARMUP_METHOD must be 'linear' or 'constant', got '{warmup_method}'"
             )
         super().__init__(
@@ -60,7 +62,7 @@ class LRMultiplier(torch.optim.lr_scheduler.LRScheduler):
         if not isinstance(multiplier, ParamScheduler):
             raise TypeError(f"multiplier must be an fvcore ParamScheduler, got {type(multiplier).__name__}")
         if max_iter <= 0:
-            raise ValueError(f"SOLVER.MAX_ITER must be positive, got {max_iter}")
+            raise ConfigError(f"SOLVER.MAX_ITER must be positive, got {max_iter}")
         self._multiplier = multiplier
         self._max_iter = int(max_iter)
         super().__init__(optimizer, last_epoch=last_iter)

@@ -41,6 +41,10 @@ class _ColorfulFormatter(logging.Formatter):
         return prefix + " " + log
 
 
+class _LogFileHandler(logging.StreamHandler):
+    """A handler writing to a log file (OUTPUT_DIR/log.txt); told apart from console handlers by log_to_files."""
+
+
 def _log_file_path(output: str, distributed_rank: int) -> str:
     """OUTPUT path -> the log file of this rank (log.txt for rank 0, log.txt.rank{k} otherwise)."""
     if output.endswith(".txt") or output.endswith(".log"):
@@ -90,7 +94,7 @@ def setup_logger(
     if output is not None:
         filename = _log_file_path(output, distributed_rank)
         PathManager.mkdirs(os.path.dirname(filename) or ".")
-        file_handler = logging.StreamHandler(_cached_log_stream(filename))
+        file_handler = _LogFileHandler(_cached_log_stream(filename))
         file_handler.setLevel(logging.DEBUG)
         file_handler.setFormatter(plain)
         logger.addHandler(file_handler)
@@ -103,6 +107,34 @@ def _cached_log_stream(filename: str):  # noqa: ANN202 - an io stream
     io = PathManager.open(filename, "a", buffering=1)
     atexit.register(io.close)
     return io
+
+
+def _log_file_of(handler: logging.Handler) -> Optional[str]:
+    """The file a handler writes to (ours, a logging.FileHandler, or Detectron2's stream on a file), else None."""
+    stream = getattr(handler, "stream", None)
+    name = getattr(stream, "name", None) if isinstance(handler, logging.StreamHandler) else None
+    if isinstance(handler, (_LogFileHandler, logging.FileHandler)) or (isinstance(name, str) and os.path.isfile(name)):
+        return os.path.realpath(name) if isinstance(name, str) else str(id(handler))
+    return None
+
+
+# Loggers whose log files get the tracebacks of errors shown as one line: ours, and Detectron2's for the tools that
+# run SOLOv2 inside it.
+_FILE_LOGGERS = ("solov2", "detectron2")
+
+
+def log_to_files(level: int, msg: str, *, exc_info: Any = None) -> bool:
+    """Log to the log files (OUTPUT_DIR/log.txt, ...) only, not the console; False when there is no log file."""
+    written = set()
+    for name in _FILE_LOGGERS:
+        logger = logging.getLogger(name)
+        for h in logger.handlers:
+            path = _log_file_of(h)
+            if path is None or path in written or level < h.level:
+                continue
+            h.handle(logger.makeRecord(logger.name, level, "", 0, msg, (), exc_info))
+            written.add(path)
+    return bool(written)
 
 
 def _caller_key() -> Tuple[str, int, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Dict, Tuple
 
+from ...utils.errors import InputFileNotFoundError
 from ...utils.file_io import PathManager
 from ..catalog import DatasetCatalog, MetadataCatalog
 from .coco import load_coco_json
@@ -49,7 +50,7 @@ def _load_builtin_coco(name: str):
     root = datasets_root()
     json_file, image_root = os.path.join(root, json_rel), os.path.join(root, image_dir)
     if not PathManager.isfile(json_file) or not PathManager.isdir(image_root):
-        raise FileNotFoundError(
+        raise InputFileNotFoundError(
             f"Builtin dataset '{name}' expects annotations at '{json_file}' and images in '{image_root}' "
             f"(datasets root '{root}', from SOLOV2_DATASETS / DETECTRON2_DATASETS / ./datasets). "
             "See datasets/README.md for the layout."

@@ -7,6 +7,7 @@ import logging
 import os
 from typing import Any, Dict, List, Optional
 
+from ...utils.errors import ConfigError, DatasetFormatError, InputFileNotFoundError
 from ...utils.file_io import PathManager
 from ..catalog import DatasetCatalog, MetadataCatalog
 
@@ -16,10 +17,6 @@ BACKGROUND_NAMES = ("_background_", "__background__", "background")
 
 # Detectron2's BoxMode.XYWH_ABS: COCO's box layout.
 BOXMODE_XYWH_ABS = 1
-
-
-class DatasetFormatError(ValueError):
-    """A COCO file that cannot be used as it is; the message names the file and the culprit."""
 
 
 def _thing_categories(cats: List[Dict[str, Any]], used_ids: set, json_file: str) -> List[Dict[str, Any]]:
@@ -50,21 +47,37 @@ def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] 
     With `dataset_name`, its metadata gets thing_classes, thing_dataset_id_to_contiguous_id, json_file, image_root.
     """
     if not PathManager.isfile(json_file):
-        raise FileNotFoundError(f"COCO annotation file '{json_file}' does not exist")
+        raise InputFileNotFoundError(f"COCO annotation file '{json_file}' does not exist")
     with PathManager.open(json_file, "r") as f:
         try:
             data = json.load(f)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise DatasetFormatError(f"'{json_file}' is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise DatasetFormatError(f"'{json_file}' holds a JSON {type(data).__name__}, not a COCO instances object")
     for key in ("images", "categories"):
-        if key not in data:
+        if not isinstance(data.get(key), list):
             raise DatasetFormatError(f"'{json_file}' has no '{key}' list: is it a COCO instances file?")
-    anns = data.get("annotations", [])
+    has_annotations = "annotations" in data
+    if not has_annotations:
+        # As in Detectron2, a file without the key (e.g. COCO's image_info_test-dev) is an unlabelled split: fine
+        # for inference, but there is nothing to train on or score against.
+        logger.warning(f"'{json_file}' has no 'annotations' key: its {len(data['images'])} images are loaded without "
+                       "annotations (fine for a test split; training and evaluation need them)")
+    anns = data.get("annotations") or []
+    if not isinstance(anns, list):
+        raise DatasetFormatError(f"'{json_file}': 'annotations' must be a list, got a {type(anns).__name__}")
     images = {}
-    for img in data["images"]:
+    for k, img in enumerate(data["images"]):
+        missing_fields = [f for f in ("id", "file_name", "height", "width") if not isinstance(img, dict) or f not in img]
+        if missing_fields:
+            raise DatasetFormatError(f"'{json_file}': image entry {k} ({img!r:.80}) has no {', '.join(missing_fields)}")
         if img["id"] in images:
             raise DatasetFormatError(f"'{json_file}': duplicate image id {img['id']}")
         images[img["id"]] = img
+    for k, c in enumerate(data["categories"]):
+        if not isinstance(c, dict) or "id" not in c or "name" not in c:
+            raise DatasetFormatError(f"'{json_file}': category entry {k} ({c!r:.80}) needs an 'id' and a 'name'")
     cat_ids = {c["id"] for c in data["categories"]}
     used = {a.get("category_id") for a in anns}
     cats = _thing_categories(data["categories"], used, json_file)
@@ -74,6 +87,8 @@ def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] 
     seen_ann_ids = set()
     dropped: List[Any] = []
     for a in anns:
+        if not isinstance(a, dict):
+            raise DatasetFormatError(f"'{json_file}': an annotation is a {type(a).__name__} ({a!r:.80}), not an object")
         aid = a.get("id")
         if aid in seen_ann_ids:
             raise DatasetFormatError(f"'{json_file}': annotation id {aid} appears more than once")
@@ -87,7 +102,12 @@ def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] 
             )
         segm = a.get("segmentation")
         bbox = a.get("bbox")
-        area = float(a.get("area", 1) or 0)
+        try:
+            area = float(a.get("area", 1) or 0)
+            if bbox is not None:
+                bbox = [float(x) for x in bbox]
+        except (TypeError, ValueError) as e:
+            raise DatasetFormatError(f"'{json_file}': annotation {aid} has a non-numeric area or bbox: {e}") from e
         degenerate = segm is None or not _valid_segmentation(segm) or area <= 0
         if bbox is not None and len(bbox) == 4 and (bbox[2] <= 0 or bbox[3] <= 0):
             degenerate = True
@@ -102,7 +122,7 @@ def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] 
             "area": area,
         }
         if bbox is not None:
-            obj["bbox"] = [float(x) for x in bbox]
+            obj["bbox"] = bbox
             obj["bbox_mode"] = BOXMODE_XYWH_ABS
         per_image[a["image_id"]].append(obj)
     if dropped:
@@ -126,7 +146,7 @@ def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] 
             "annotations": per_image[img_id],
         })
     if missing:
-        raise FileNotFoundError(
+        raise InputFileNotFoundError(
             f"'{json_file}': {len(missing)} image file(s) not found under image_root '{image_root}', "
             f"e.g. '{missing[0]}'"
         )
@@ -140,6 +160,7 @@ def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] 
             json_file=json_file,
             image_root=image_root,
             evaluator_type="coco",
+            has_annotations=has_annotations,
         )
     return dataset
 
@@ -147,7 +168,7 @@ def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] 
 def register_coco_instances(name: str, metadata: Dict[str, Any], json_file: str, image_root: str) -> None:
     """Register a COCO-format instances dataset under `name` (loaded lazily on first use)."""
     if not isinstance(name, str) or not name:
-        raise ValueError("register_coco_instances needs a dataset name")
+        raise ConfigError("register_coco_instances needs a dataset name")
     DatasetCatalog.register(name, lambda: load_coco_json(json_file, image_root, name))
     meta = MetadataCatalog.get(name)
     meta.set(json_file=json_file, image_root=image_root, evaluator_type="coco", **metadata)
@@ -156,9 +177,11 @@ def register_coco_instances(name: str, metadata: Dict[str, Any], json_file: str,
         try:
             with PathManager.open(json_file, "r") as f:
                 data = json.load(f)
+            if not isinstance(data, dict):
+                raise TypeError("not a COCO object")
             cats = _thing_categories(data.get("categories", []),
-                                     {a.get("category_id") for a in data.get("annotations", [])}, json_file)
+                                     {a.get("category_id") for a in data.get("annotations") or []}, json_file)
             meta.set(thing_classes=[c["name"] for c in cats],
                      thing_dataset_id_to_contiguous_id={c["id"]: i for i, c in enumerate(cats)})
-        except (json.JSONDecodeError, KeyError, TypeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
             pass  # the loader reports a broken file with its full error when the data is used
