@@ -10,6 +10,7 @@ from fvcore.common.registry import Registry
 from torch import nn
 
 from ...layers import ShapeSpec
+from ...utils.errors import ConfigError
 
 BACKBONE_REGISTRY = Registry("BACKBONE")
 BACKBONE_REGISTRY.__doc__ = "Backbones: functions/classes called as f(cfg, input_shape) returning a Backbone."
@@ -43,7 +44,7 @@ def build_backbone(cfg, input_shape: Optional[ShapeSpec] = None) -> Backbone:
     try:
         fn = BACKBONE_REGISTRY.get(name)
     except KeyError as e:
-        raise KeyError(
+        raise ConfigError(
             f"MODEL.BACKBONE.NAME '{name}' is not a registered backbone; known: {sorted(k for k, _ in BACKBONE_REGISTRY)}"
         ) from e
     backbone = fn(cfg, input_shape)

@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...layers import Conv2d, ShapeSpec, c2_xavier_fill, get_norm
+from ...utils.errors import ConfigError
 from .backbone import BACKBONE_REGISTRY, Backbone
 from .resnet import build_resnet
 
@@ -32,20 +33,20 @@ class FPN(Backbone):
                  top_block: nn.Module = None, fuse_type: str = "sum") -> None:
         super().__init__()
         if not in_features:
-            raise ValueError("MODEL.FPN.IN_FEATURES is empty; set e.g. ['res2', 'res3', 'res4', 'res5']")
+            raise ConfigError("MODEL.FPN.IN_FEATURES is empty; set e.g. ['res2', 'res3', 'res4', 'res5']")
         if fuse_type not in ("sum", "avg"):
-            raise ValueError(f"MODEL.FPN.FUSE_TYPE must be 'sum' or 'avg', got '{fuse_type}'")
+            raise ConfigError(f"MODEL.FPN.FUSE_TYPE must be 'sum' or 'avg', got '{fuse_type}'")
         shapes = bottom_up.output_shape()
         missing = [f for f in in_features if f not in shapes]
         if missing:
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.FPN.IN_FEATURES {missing} are not produced by the bottom-up network "
                 f"(MODEL.RESNETS.OUT_FEATURES gives {list(shapes)})"
             )
         strides = [shapes[f].stride for f in in_features]
         # Layer names (fpn_lateral{log2 stride}) and the x2 top-down path need strides doubling per level.
         if any(b != 2 * a for a, b in zip(strides, strides[1:])) or any(s & (s - 1) for s in strides):
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.FPN.IN_FEATURES {list(in_features)} have strides {strides}; the FPN needs powers of 2 "
                 f"doubling level by level (MODEL.RESNETS.RES5_DILATION must be 1 with an FPN)"
             )

@@ -17,6 +17,7 @@ from ...layers import (
     c2_msra_fill,
     get_norm,
 )
+from ...utils.errors import ConfigError
 from .backbone import BACKBONE_REGISTRY, Backbone
 
 # Blocks per stage (res2..res5) for each depth.
@@ -177,7 +178,7 @@ class ResNet(Backbone):
         known = ["stem"] + self.stage_names
         for f in out_features:
             if f not in known:
-                raise ValueError(f"MODEL.RESNETS.OUT_FEATURES has '{f}'; available: {known}")
+                raise ConfigError(f"MODEL.RESNETS.OUT_FEATURES has '{f}'; available: {known}")
         self._out_features = list(out_features)
         self.freeze(freeze_at)
 
@@ -212,7 +213,7 @@ def build_resnet(cfg, input_shape: ShapeSpec) -> ResNet:
     norm = r.NORM
     depth = r.DEPTH
     if depth not in _DEPTH_TO_BLOCKS:
-        raise ValueError(f"MODEL.RESNETS.DEPTH {depth} is not supported; choose one of {sorted(_DEPTH_TO_BLOCKS)}")
+        raise ConfigError(f"MODEL.RESNETS.DEPTH {depth} is not supported; choose one of {sorted(_DEPTH_TO_BLOCKS)}")
     stem = BasicStem(input_shape.channels or 3, r.STEM_OUT_CHANNELS, norm)
     num_groups = r.NUM_GROUPS
     bottleneck_channels = num_groups * r.WIDTH_PER_GROUP
@@ -221,22 +222,22 @@ def build_resnet(cfg, input_shape: ShapeSpec) -> ResNet:
     dilation5 = r.RES5_DILATION
     deform_on = list(r.DEFORM_ON_PER_STAGE)
     if len(deform_on) != 4:
-        raise ValueError(f"MODEL.RESNETS.DEFORM_ON_PER_STAGE needs 4 entries (res2..res5), got {deform_on}")
+        raise ConfigError(f"MODEL.RESNETS.DEFORM_ON_PER_STAGE needs 4 entries (res2..res5), got {deform_on}")
     if dilation5 not in (1, 2):
-        raise ValueError(f"MODEL.RESNETS.RES5_DILATION must be 1 or 2, got {dilation5}")
+        raise ConfigError(f"MODEL.RESNETS.RES5_DILATION must be 1 or 2, got {dilation5}")
     basic = depth in (18, 34)
     if basic:
         if out_channels != in_channels:
-            raise ValueError(
+            raise ConfigError(
                 f"ResNet-{depth} needs MODEL.RESNETS.RES2_OUT_CHANNELS == MODEL.RESNETS.STEM_OUT_CHANNELS "
                 f"(got {out_channels} and {in_channels})"
             )
         if dilation5 != 1:
-            raise ValueError(f"MODEL.RESNETS.RES5_DILATION must be 1 for ResNet-{depth}")
+            raise ConfigError(f"MODEL.RESNETS.RES5_DILATION must be 1 for ResNet-{depth}")
         if any(deform_on):
-            raise ValueError(f"MODEL.RESNETS.DEFORM_ON_PER_STAGE is not supported for ResNet-{depth}")
+            raise ConfigError(f"MODEL.RESNETS.DEFORM_ON_PER_STAGE is not supported for ResNet-{depth}")
         if num_groups != 1:
-            raise ValueError(f"MODEL.RESNETS.NUM_GROUPS must be 1 for ResNet-{depth}")
+            raise ConfigError(f"MODEL.RESNETS.NUM_GROUPS must be 1 for ResNet-{depth}")
     interval = max(1, int(r.DEFORM_INTERVAL))
     # Stages after the last requested output are not built.
     max_stage = max(

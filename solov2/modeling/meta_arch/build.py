@@ -6,6 +6,9 @@ import torch
 from fvcore.common.registry import Registry
 from torch import nn
 
+from ...config.key_policy import check_unsupported_keys
+from ...utils.errors import ConfigError
+
 META_ARCH_REGISTRY = Registry("META_ARCH")
 META_ARCH_REGISTRY.__doc__ = "Meta-architectures: classes called as cls(cfg) returning an nn.Module."
 
@@ -16,7 +19,7 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
+        raise ConfigError(
             f"MODEL.DEVICE is '{device}' but CUDA is not available on this machine; "
             "use MODEL.DEVICE cpu (or leave it empty to pick automatically)."
         )
@@ -25,11 +28,12 @@ def resolve_device(device: str) -> torch.device:
 
 def build_model(cfg) -> nn.Module:
     """Build the model named by MODEL.META_ARCHITECTURE and move it to MODEL.DEVICE."""
+    check_unsupported_keys(cfg)
     name = cfg.MODEL.META_ARCHITECTURE
     try:
         cls = META_ARCH_REGISTRY.get(name)
     except KeyError as e:
-        raise KeyError(
+        raise ConfigError(
             f"MODEL.META_ARCHITECTURE '{name}' is not registered; known: {sorted(k for k, _ in META_ARCH_REGISTRY)}"
         ) from e
     model = cls(cfg)

@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from ...config import configurable
 from ...layers import DeformConvWithOffset, ShapeSpec, concat_coord, get_norm
+from ...utils.errors import ConfigError
 
 _DCN_TYPES = {"DCN": False, "DCNv2": True}  # TYPE_DCN -> modulated?
 
@@ -55,13 +56,13 @@ def _check_norm(norm: str) -> str:
     if norm == "none":
         return ""  # the published Detectron2-based configs spell "no norm" this way
     if norm not in ("GN", "BN", "SyncBN", ""):
-        raise ValueError(f"MODEL.SOLOV2.NORM must be 'GN', 'BN', 'SyncBN', 'none' or '', got '{norm}'")
+        raise ConfigError(f"MODEL.SOLOV2.NORM must be 'GN', 'BN', 'SyncBN', 'none' or '', got '{norm}'")
     return norm
 
 
 def _check_dcn(dcn_type: str) -> str:
     if dcn_type and dcn_type not in _DCN_TYPES:
-        raise ValueError(f"MODEL.SOLOV2.TYPE_DCN must be one of {sorted(_DCN_TYPES)}, got '{dcn_type}'")
+        raise ConfigError(f"MODEL.SOLOV2.TYPE_DCN must be one of {sorted(_DCN_TYPES)}, got '{dcn_type}'")
     return dcn_type
 
 
@@ -72,7 +73,7 @@ def _input_channels(input_shape: Optional[Sequence[ShapeSpec]], key: str, featur
         got = {f: s.channels for f, s in zip(features, input_shape)}
         wrong = {f: c for f, c in got.items() if c is not None and c != configured}
         if wrong:
-            raise ValueError(
+            raise ConfigError(
                 f"{key} is {configured} but the backbone's {features_key} {list(features)} have {got} channels; "
                 f"set {key} to the backbone's output channels (MODEL.FPN.OUT_CHANNELS for an FPN)"
             )
@@ -120,7 +121,7 @@ class SOLOv2InsHead(nn.Module):
         """Arguments from MODEL.SOLOV2.*; `input_shape` (one ShapeSpec per INSTANCE_IN_FEATURES) checks channels."""
         c = cfg.MODEL.SOLOV2
         if len(c.NUM_GRIDS) != len(c.INSTANCE_IN_FEATURES):
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.SOLOV2.NUM_GRIDS has {len(c.NUM_GRIDS)} entries but INSTANCE_IN_FEATURES has "
                 f"{len(c.INSTANCE_IN_FEATURES)}"
             )
