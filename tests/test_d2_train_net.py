@@ -64,11 +64,14 @@ SEED: 1
 """
 
 
-def _run(args, cwd):
+def _run(args, cwd, expect_ok=True):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
                OMP_NUM_THREADS="2")
+    env.pop("SOLOV2_DEBUG", None)
     proc = subprocess.run([sys.executable, str(REPO / "tools" / "d2_train_net.py"), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
+    if not expect_ok:
+        return proc
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc.stdout + proc.stderr
 
@@ -110,3 +113,18 @@ def test_detectron2_trainer_resume_and_eval_only(tmp_path):
         assert set(ap) >= {"AP", "AP50", "AP75"} and all(0.0 <= ap[k] <= 100.0 for k in ("AP", "AP50", "AP75")), ap
         assert not math.isnan(ap["AP"])
     assert (out / "inference" / "coco_instances_results.json").stat().st_size > 2
+
+
+def test_user_error_is_one_error_line(tmp_path):
+    """A mistake in what the user gave ends the Detectron2 tool as it ends solov2's: one ERROR line, status 1."""
+    json_file, image_root = write_polygon_shapes(str(tmp_path / "data"), num_images=2, seed=5)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY_YAML.format(base=REPO / "configs" / "SOLOv2" / "Base-SOLOv2.yaml"))
+    proc = _run(["--config-file", str(cfg), "--register-coco", "tiny_err", json_file, image_root,
+                 "DATASETS.TRAIN", "('tiny_err',)", "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path / "out"),
+                 "MODEL.SOLOV2.NUM_CLASSES", "7"], tmp_path, expect_ok=False)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("ERROR: MODEL.SOLOV2.NUM_CLASSES is 7") and "Set MODEL.SOLOV2.NUM_CLASSES 3" in lines[-1]
+    assert sum(line.startswith("ERROR:") for line in lines) == 1
+    assert "Traceback" not in proc.stderr

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from typing import Any, Dict, Optional
 
 import torch
@@ -28,7 +29,10 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from solov2.d2 import add_solov2_config, apply_solov2_data_keys, register_solov2_datasets
 from solov2.data import check_num_classes
+from solov2.engine.defaults import add_register_coco_argument, apply_register_coco
 from solov2.solver import build_optimizer
+from solov2.utils.cli import ReportUserErrors, add_debug_argument, run_tool
+from solov2.utils.errors import ResultsMismatchError
 
 logger = logging.getLogger("solov2.d2_train_net")
 
@@ -52,18 +56,8 @@ class Trainer(DefaultTrainer):
 
 
 def argument_parser() -> argparse.ArgumentParser:
-    """Detectron2's default_argument_parser plus --register-coco, as in tools/train_net.py."""
-    parser = default_argument_parser()
-    parser.add_argument(
-        "--register-coco",
-        nargs=3,
-        action="append",
-        default=[],
-        metavar=("NAME", "JSON_FILE", "IMAGE_ROOT"),
-        help="register a COCO-format dataset under NAME (repeatable); appended to DATASETS.COCO_INSTANCES, "
-        "then usable in DATASETS.TRAIN / DATASETS.TEST",
-    )
-    return parser
+    """Detectron2's default_argument_parser plus --register-coco and --debug, as in tools/train_net.py."""
+    return add_debug_argument(add_register_coco_argument(default_argument_parser()))
 
 
 def setup(args: argparse.Namespace) -> CfgNode:
@@ -73,10 +67,7 @@ def setup(args: argparse.Namespace) -> CfgNode:
     if args.config_file:
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts or [])
-    if args.register_coco:
-        cfg.DATASETS.COCO_INSTANCES = tuple(tuple(x) for x in cfg.DATASETS.COCO_INSTANCES) + tuple(
-            tuple(x) for x in args.register_coco
-        )
+    apply_register_coco(cfg, args)
     apply_solov2_data_keys(cfg)
     cfg.freeze()
     default_setup(cfg, args)
@@ -97,7 +88,7 @@ def main(args: argparse.Namespace) -> Dict[str, Any]:
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = Trainer.test(cfg, model)
         if comm.is_main_process() and cfg.TEST.EXPECTED_RESULTS and not verify_results(cfg, results):
-            raise RuntimeError("Evaluation results differ from TEST.EXPECTED_RESULTS (see the log)")
+            raise ResultsMismatchError("Evaluation results differ from TEST.EXPECTED_RESULTS (see the log)")
         return results
 
     check_num_classes(cfg)
@@ -110,8 +101,9 @@ def invoke_main() -> None:
     """Parse the command line and launch main on every process."""
     args = argument_parser().parse_args()
     print("Command Line Args:", args)
+    # Each process hands a UserError to this one, which prints it once as an ERROR line (see solov2.utils.cli).
     launch(
-        main,
+        ReportUserErrors(main),
         args.num_gpus,
         num_machines=args.num_machines,
         machine_rank=args.machine_rank,
@@ -121,4 +113,4 @@ def invoke_main() -> None:
 
 
 if __name__ == "__main__":
-    invoke_main()
+    sys.exit(run_tool(invoke_main))

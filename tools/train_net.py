@@ -17,6 +17,7 @@ from typing import Any, Dict
 from solov2.checkpoint import Checkpointer
 from solov2.config import CfgNode, get_cfg
 from solov2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from solov2.engine.defaults import add_register_coco_argument, apply_register_coco
 from solov2.evaluation import verify_results
 from solov2.utils import comm
 from solov2.utils.cli import run_tool
@@ -27,17 +28,7 @@ logger = logging.getLogger("solov2.train_net")
 
 def argument_parser() -> argparse.ArgumentParser:
     """default_argument_parser plus --register-coco for COCO-format datasets without writing Python."""
-    parser = default_argument_parser()
-    parser.add_argument(
-        "--register-coco",
-        nargs=3,
-        action="append",
-        default=[],
-        metavar=("NAME", "JSON_FILE", "IMAGE_ROOT"),
-        help="register a COCO-format dataset under NAME (repeatable); appended to DATASETS.COCO_INSTANCES, "
-        "then usable in DATASETS.TRAIN / DATASETS.TEST",
-    )
-    return parser
+    return add_register_coco_argument(default_argument_parser())
 
 
 def setup(args: argparse.Namespace) -> CfgNode:
@@ -46,10 +37,7 @@ def setup(args: argparse.Namespace) -> CfgNode:
     if args.config_file:
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts or [])
-    if args.register_coco:
-        cfg.DATASETS.COCO_INSTANCES = tuple(tuple(x) for x in cfg.DATASETS.COCO_INSTANCES) + tuple(
-            tuple(x) for x in args.register_coco
-        )
+    apply_register_coco(cfg, args)
     cfg.freeze()
     default_setup(cfg, args)
     return cfg

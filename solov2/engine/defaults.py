@@ -39,6 +39,8 @@ from . import hooks
 from .train_loop import AMPTrainer, SimpleTrainer, TrainerBase
 
 __all__ = [
+    "add_register_coco_argument",
+    "apply_register_coco",
     "create_ddp_model",
     "default_argument_parser",
     "default_setup",
@@ -102,6 +104,28 @@ Run on multiple machines:
         nargs=argparse.REMAINDER,
     )
     return parser
+
+
+def add_register_coco_argument(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add --register-coco NAME JSON_FILE IMAGE_ROOT (repeatable): COCO-format datasets without writing Python."""
+    parser.add_argument(
+        "--register-coco",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("NAME", "JSON_FILE", "IMAGE_ROOT"),
+        help="register a COCO-format dataset under NAME (repeatable); appended to DATASETS.COCO_INSTANCES, "
+        "then usable in DATASETS.TRAIN / DATASETS.TEST",
+    )
+    return parser
+
+
+def apply_register_coco(cfg: Any, args: argparse.Namespace) -> None:
+    """Append the datasets of --register-coco to the (unfrozen) config's DATASETS.COCO_INSTANCES."""
+    if getattr(args, "register_coco", None):
+        cfg.DATASETS.COCO_INSTANCES = tuple(tuple(x) for x in cfg.DATASETS.COCO_INSTANCES) + tuple(
+            tuple(x) for x in args.register_coco
+        )
 
 
 def default_setup(cfg: CfgNode, args: Optional[argparse.Namespace]) -> None:

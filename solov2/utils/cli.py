@@ -164,6 +164,15 @@ def run_tool(main: Callable[..., Optional[int]], *args: Any, **kwargs: Any) -> i
         except UserError as e:
             report_user_error(e)
             return EXIT_USER_ERROR
+        except SystemExit as e:
+            # A launcher that runs a single process in this one (Detectron2's launch with one GPU) runs
+            # run_in_child here: its message waits in the folder and it exits with EXIT_USER_ERROR.
+            messages = child_errors()
+            if e.code != EXIT_USER_ERROR or not messages:
+                raise
+            for message in messages:
+                _print_error(message)
+            return EXIT_USER_ERROR
         except Exception as e:
             messages = child_errors()
             if not messages:
