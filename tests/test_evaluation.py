@@ -156,3 +156,19 @@ def test_inference_on_dataset_visits_every_batch_in_eval_mode():
     res = inference_on_dataset(model, loader, evaluator)
     assert res == {"count": {"n": 14}} and evaluator.ids == list(range(14))
     assert model.training  # the previous mode is restored
+
+
+def test_annotation_ids_from_zero_still_score_100(shared_data, tmp_path):
+    """labelme numbers annotations from 0; pycocotools reads a match with id 0 as none unless they are renumbered."""
+    root = shared_data / "voc_labelme_coco"
+    ids = [a["id"] for a in json.loads((root / "annotations.json").read_text())["annotations"]]
+    assert 0 in ids  # the case this test is about
+    name = "voc_labelme_eval_ids_test"
+    if name not in DatasetCatalog:
+        register_coco_instances(name, {}, str(root / "annotations.json"), str(root))
+    ev = COCOEvaluator(name, output_dir=str(tmp_path), distributed=False)
+    ev.reset()
+    ev.process(*_gt_as_predictions(name))
+    res = ev.evaluate()
+    # (Not bbox: labelme's json boxes are the polygons' extents, a pixel off the rasterised masks' boxes.)
+    assert res["segm"]["AP"] == pytest.approx(100.0)

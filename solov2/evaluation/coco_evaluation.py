@@ -198,6 +198,7 @@ class COCOEvaluator(DatasetEvaluator):
                 f"saved to {os.path.join(self._output_dir, RESULTS_FILE)}" if self._output_dir else "not saved (no output_dir)",
             )
             return {}
+        _renumber_zero_annotation_ids(coco_gt, gt_json)
         missing = set(coco_gt.getImgIds()) - set(image_ids)
         if missing:
             logger.warning(
@@ -280,3 +281,20 @@ class COCOEvaluator(DatasetEvaluator):
             logger.info(
                 "Per-category %s AP:\n%s", task, create_multi_column_table(per_class, ["category", "AP"], columns=3)
             )
+
+
+def _renumber_zero_annotation_ids(coco_gt: COCO, gt_json: str) -> None:
+    """Give ground truth whose annotation ids include 0 the ids 1..N (order kept), in memory.
+
+    pycocotools records a detection's match as the matched annotation's id and reads 0 as "unmatched", so a
+    match with annotation 0 (labelme's exports number from 0) would count as a false positive.
+    """
+    anns = coco_gt.dataset.get("annotations", [])
+    if not any(a.get("id") == 0 for a in anns):
+        return
+    logger.info("[COCOEvaluator] '%s' numbers annotations from 0; renumbering them 1..%d for pycocotools", gt_json,
+                len(anns))
+    for new_id, ann in enumerate(anns, start=1):
+        ann["id"] = new_id
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt.createIndex()
