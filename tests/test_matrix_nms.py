@@ -99,7 +99,7 @@ def test_mask_nms_greedy():
 
 
 def _dense_matrix_nms(labels, masks, areas, scores, kernel, sigma):
-    """The previous, dense implementation (IoU of every pair, masked to same-class pairs): the blocked one's reference."""
+    """The previous, dense implementation (IoU of all pairs, masked to same-class ones): the blocked one's reference."""
     n = labels.shape[0]
     flat = masks.reshape(n, -1).float()
     inter = flat @ flat.t()
@@ -124,7 +124,8 @@ def test_blocked_matrix_nms_equals_dense(kernel, num_classes):
     masks = torch.zeros(n, h, w, dtype=torch.bool)
     for i in range(n):  # overlapping boxes of varied size, so that IoUs cover (0, 1)
         y, x = torch.randint(0, h - 6, (1,), generator=g).item(), torch.randint(0, w - 6, (1,), generator=g).item()
-        bh, bw = torch.randint(4, h - y + 1, (1,), generator=g).item(), torch.randint(4, w - x + 1, (1,), generator=g).item()
+        bh = torch.randint(4, h - y + 1, (1,), generator=g).item()
+        bw = torch.randint(4, w - x + 1, (1,), generator=g).item()
         masks[i, y : y + bh, x : x + bw] = True
     masks |= torch.rand(n, h, w, generator=g) > 0.9  # speckle
     labels = torch.randint(0, num_classes, (n,), generator=g)
@@ -145,5 +146,6 @@ def test_blocked_matrix_nms_equals_dense(kernel, num_classes):
 def test_matrix_nms_empty_and_single():
     masks = torch.zeros(0, 4, 4, dtype=torch.bool)
     assert matrix_nms(torch.zeros(0, dtype=torch.long), masks, torch.zeros(0), torch.zeros(0)).shape == (0,)
-    one = matrix_nms(torch.tensor([3]), torch.ones(1, 4, 4, dtype=torch.bool), torch.tensor([16.0]), torch.tensor([0.7]))
+    one = matrix_nms(torch.tensor([3]), torch.ones(1, 4, 4, dtype=torch.bool), torch.tensor([16.0]),
+                     torch.tensor([0.7]))
     assert one.tolist() == [pytest.approx(0.7)]
