@@ -146,12 +146,7 @@ def _upsample_masks(
     # One zero mask more, so that interpolation never gets an empty batch (it rejects one); dropped below.
     soft = torch.cat([soft, soft.new_zeros(1, hf, wf)])
     up = F.interpolate(soft[None], size=(hf * ratio, wf * ratio), mode="bilinear", align_corners=False)
-    if torch.compiler.is_exporting():
-        # The same crop; a slice would need the exporter to prove input_size <= padded size, which it cannot.
-        up = up.index_select(2, torch.arange(input_size[0], device=up.device))
-        up = up.index_select(3, torch.arange(input_size[1], device=up.device))
-    else:
-        up = up[:, :, : input_size[0], : input_size[1]]
+    up = up[:, :, : input_size[0], : input_size[1]]
     # Resizing to the same size is an exact copy (every source offset is 0); skip it where the sizes are known
     # (an exported graph takes the output size as an input, so it always resizes).
     if torch.compiler.is_exporting() or tuple(up.shape[-2:]) != tuple(output_size):
