@@ -88,6 +88,10 @@ def test_predictor_refuses_a_graph_exported_for_another_config(exported):
         ONNXPredictor(cfg, path)
     with pytest.raises(UserError, match="does not exist"):
         ONNXPredictor(pm.CONFIGS["small"](), path + ".missing")
+    cfg = pm.CONFIGS["small"]()
+    cfg.INPUT.MIN_SIZE_TEST = 0
+    with pytest.raises(UserError, match="at least 65 px"):
+        ONNXPredictor(cfg, path)(np.zeros((40, 300, 3), np.uint8))
 
 
 def _write_small_config(tmp_path, **overrides):

@@ -25,11 +25,17 @@ logger = logging.getLogger(__name__)
 
 OUTPUT_NAMES = ("masks", "scores", "classes", "boxes")
 OPSET = 18
+# From 65 px on, every level of the pyramid has at least 2 cells, so no image size is special to the exporter.
+MIN_IMAGE_SIDE = 65
 _INSTALL = 'pip install -e ".[onnx]" (or: pip install onnx onnxruntime onnxscript)'
 
 
 class ExportError(ConfigError):
     """A config the ONNX export cannot represent, or an exported graph that does not fit the config (names the key)."""
+
+
+class ImageSizeError(UserError, ValueError):
+    """An image too small for the exported graph (MIN_IMAGE_SIDE)."""
 
 
 class MissingDependencyError(UserError, ImportError):
@@ -114,7 +120,7 @@ def export_onnx(
     """Export `model` (a SOLOv2) to one ONNX file at `path` (checked with onnx.checker); returns the path.
 
     A copy of the model is traced in eval mode on the CPU (the given model is left as it was), with BatchNorms folded
-    into their convs. The graph's inputs are `image` (H x W x 3 uint8 BGR, H and W at least 65 and free) and
+    into their convs. The graph's inputs are `image` (H x W x 3 uint8 BGR, any H, W >= MIN_IMAGE_SIDE) and
     `output_size` (int64 [out_h, out_w]); its outputs `masks` (K x out_h x out_w bool), `scores` (K float, descending),
     `classes` (K int64) and `boxes` (K x 4 float XYXY); K may be 0.
     """
@@ -124,8 +130,8 @@ def export_onnx(
     wrapper = ExportableSOLOv2(model, input_format).eval()
     image = torch.randint(0, 256, (*sample_size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     args = (image, torch.tensor(sample_size, dtype=torch.int64))
-    # From 65 px on, every level of the pyramid has at least 2 cells, so no size is special to the exporter.
-    side = {0: torch.export.Dim("height", min=65, max=16384), 1: torch.export.Dim("width", min=65, max=16384)}
+    side = {0: torch.export.Dim("height", min=MIN_IMAGE_SIDE, max=16384),
+            1: torch.export.Dim("width", min=MIN_IMAGE_SIDE, max=16384)}
     ir_logger = logging.getLogger("onnx_ir._convenience")
     level = ir_logger.level
     ir_logger.setLevel(logging.ERROR)  # one harmless warning per empty attribute list otherwise floods the console

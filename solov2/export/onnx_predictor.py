@@ -11,7 +11,7 @@ import torch
 from ..data.transforms import GeometricTransform, shortest_edge_size
 from ..structures import Boxes, Instances
 from ..utils.errors import InputFileNotFoundError
-from .onnx_export import ExportError, require
+from .onnx_export import MIN_IMAGE_SIDE, ExportError, ImageSizeError, require
 
 
 class ONNXPredictor:
@@ -57,6 +57,11 @@ class ONNXPredictor:
         if self.min_size > 0:
             nh, nw = shortest_edge_size(h, w, self.min_size, self.max_size)
             image = GeometricTransform(h, w, nh, nw).apply_image(image)
+        if min(image.shape[:2]) < MIN_IMAGE_SIDE:
+            raise ImageSizeError(
+                f"The exported graph takes images of at least {MIN_IMAGE_SIDE} px per side; this one is "
+                f"{image.shape[0]} x {image.shape[1]} after resizing to INPUT.MIN_SIZE_TEST {self.min_size} "
+                f"(INPUT.MAX_SIZE_TEST {self.max_size}). Run such images with DefaultPredictor.")
         masks, scores, classes, boxes = self.session.run(
             None, {"image": np.ascontiguousarray(image, dtype=np.uint8), "output_size": np.array([h, w], np.int64)})
         inst = Instances((h, w), pred_masks=torch.from_numpy(masks), pred_boxes=Boxes(torch.from_numpy(boxes)),
