@@ -22,6 +22,11 @@ setup(
         "tensorboard",
         "tqdm",
     ],
-    extras_require={"dev": ["pytest>=7", "pytest-timeout"]},
+    extras_require={
+        "dev": ["pytest>=7", "pytest-timeout"],
+        # ONNX export (torch's torch.export-based exporter needs onnxscript) and ONNXPredictor (onnxruntime); the
+        # lower bounds are the versions tested with torch 2.14
+        "onnx": ["onnx>=1.23", "onnxscript>=0.7", "onnxruntime>=1.32"],
+    },
     include_package_data=True,
 )

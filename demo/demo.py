@@ -27,6 +27,7 @@ from solov2.config import get_cfg
 from solov2.data import MetadataCatalog, register_datasets_from_cfg
 from solov2.data.detection_utils import read_image
 from solov2.engine.predictor import DefaultPredictor
+from solov2.export import ONNXPredictor
 from solov2.evaluation.coco_evaluation import instances_to_coco_json
 from solov2.evaluation.coco_conversion import contiguous_to_dataset_id_map
 from solov2.utils.cli import add_debug_argument, run_tool
@@ -68,6 +69,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--confidence-threshold", type=float, default=0.5,
                         help="Minimum score to draw (also sets MODEL.SOLOV2.SCORE_THR).")
     parser.add_argument("--json", action="store_true", help="Also write the predictions as COCO-style JSON.")
+    parser.add_argument("--onnx", metavar="FILE", help="Run this exported graph (tools/export_onnx.py) in ONNX Runtime "
+                        "instead of building the PyTorch model; the config still gives the test size and class names.")
     add_debug_argument(parser)
     parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="KEY VALUE config overrides.")
     return parser
@@ -103,8 +106,8 @@ def _metadata(cfg) -> Any:
 class Demo:
     """Runs the predictor and draws its output."""
 
-    def __init__(self, cfg, confidence_threshold: float) -> None:
-        self.predictor = DefaultPredictor(cfg)
+    def __init__(self, cfg, confidence_threshold: float, onnx_path: Optional[str] = None) -> None:
+        self.predictor = ONNXPredictor(cfg, onnx_path) if onnx_path else DefaultPredictor(cfg)
         self.metadata = _metadata(cfg)
         self.threshold = confidence_threshold
         self.input_format = cfg.INPUT.FORMAT
@@ -304,10 +307,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     planned = plan_outputs(files, args) if files and args.output else None
     video_out = plan_video_output(args)
     cfg = setup_cfg(args)
-    if not cfg.MODEL.WEIGHTS:
+    if not cfg.MODEL.WEIGHTS and not args.onnx:
         logger.warning("MODEL.WEIGHTS is empty: the model is RANDOMLY INITIALISED and its predictions mean nothing. "
                        "Pass --opts MODEL.WEIGHTS path/to/model.pth")
-    demo = Demo(cfg, args.confidence_threshold)
+    demo = Demo(cfg, args.confidence_threshold, args.onnx)
     if files:
         failed = run_images(demo, files, planned, args, logger)
         print(f"Done: {len(files) - failed} succeeded, {failed} failed")

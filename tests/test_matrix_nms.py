@@ -96,3 +96,56 @@ def test_mask_nms_greedy():
     areas = masks.flatten(1).sum(1).float()
     keep = mask_nms(labels, masks, areas, torch.tensor([0.9, 0.8, 0.7, 0.6]), iou_threshold=0.5)
     assert keep.tolist() == [True, False, True, True]
+
+
+def _dense_matrix_nms(labels, masks, areas, scores, kernel, sigma):
+    """The previous, dense implementation (IoU of all pairs, masked to same-class ones): the blocked one's reference."""
+    n = labels.shape[0]
+    flat = masks.reshape(n, -1).float()
+    inter = flat @ flat.t()
+    a = areas.float().expand(n, n)
+    iou = (inter / (a + a.t() - inter)).triu(diagonal=1)
+    iou = iou * (labels[:, None] == labels[None, :]).float().triu(diagonal=1)
+    compensate = iou.max(dim=0).values.expand(n, n).t()
+    if kernel == "gaussian":
+        decay = torch.exp(-sigma * iou**2) / torch.exp(-sigma * compensate**2)
+    else:
+        decay = (1 - iou) / (1 - compensate)
+        decay = torch.where(compensate >= 1, torch.full_like(decay, float("inf")), decay)
+    return scores * decay.min(dim=0).values
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "linear"])
+@pytest.mark.parametrize("num_classes", [1, 7, 80])
+def test_blocked_matrix_nms_equals_dense(kernel, num_classes):
+    """Random masks of many classes, with exact duplicates (within and across classes) and tied scores."""
+    g = torch.Generator().manual_seed(num_classes)
+    n, h, w = 300, 24, 30
+    masks = torch.zeros(n, h, w, dtype=torch.bool)
+    for i in range(n):  # overlapping boxes of varied size, so that IoUs cover (0, 1)
+        y, x = torch.randint(0, h - 6, (1,), generator=g).item(), torch.randint(0, w - 6, (1,), generator=g).item()
+        bh = torch.randint(4, h - y + 1, (1,), generator=g).item()
+        bw = torch.randint(4, w - x + 1, (1,), generator=g).item()
+        masks[i, y : y + bh, x : x + bw] = True
+    masks |= torch.rand(n, h, w, generator=g) > 0.9  # speckle
+    labels = torch.randint(0, num_classes, (n,), generator=g)
+    dup = torch.randint(0, n, (60,), generator=g)
+    masks[dup.roll(1)] = masks[dup]  # exact copies (their labels may differ: duplicates across classes too)
+    scores = torch.rand(n, generator=g).sort(descending=True).values
+    scores[10:40] = scores[10]  # a run of ties
+    areas = masks.flatten(1).sum(1).float()
+    got = matrix_nms(labels, masks, areas, scores, kernel=kernel, sigma=2.0)
+    want = _dense_matrix_nms(labels, masks, areas, scores, kernel, 2.0)
+    assert torch.isfinite(got).all()
+    assert torch.equal(got, want)
+    assert (got < scores).sum() > n // 10  # the case really decays many masks
+    # float 0/1 masks give the same answer as bool ones
+    assert torch.equal(matrix_nms(labels, masks.float(), areas, scores, kernel=kernel, sigma=2.0), want)
+
+
+def test_matrix_nms_empty_and_single():
+    masks = torch.zeros(0, 4, 4, dtype=torch.bool)
+    assert matrix_nms(torch.zeros(0, dtype=torch.long), masks, torch.zeros(0), torch.zeros(0)).shape == (0,)
+    one = matrix_nms(torch.tensor([3]), torch.ones(1, 4, 4, dtype=torch.bool), torch.tensor([16.0]),
+                     torch.tensor([0.7]))
+    assert one.tolist() == [pytest.approx(0.7)]

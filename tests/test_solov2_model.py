@@ -190,7 +190,7 @@ def test_dcn_heads_and_mask_nms_build_and_run():
 
 
 def test_postprocess_is_the_same_when_masks_are_chunked(monkeypatch):
-    """Bounding memory (masks computed in chunks, survivors recomputed) must not change any result."""
+    """Bounding memory (candidate cells' masks computed a range of pixels at a time) must not change any result."""
     from solov2.modeling.solov2 import InferenceParams, postprocess_image
     from solov2.modeling.solov2 import inference as inference_module
 
@@ -202,8 +202,9 @@ def test_postprocess_is_the_same_when_masks_are_chunked(monkeypatch):
     feat = torch.randn(dim, hf, wf, generator=g)
     params = InferenceParams(strides=[8, 16, 32], score_thr=0.2, nms_pre=30, max_per_img=10)
     args = (scores, kernels, levels, feat, params, (90, 120), (96, 128), (45, 60))
+    monkeypatch.setattr(inference_module, "_PIXEL_RANGES", 1)
     whole = postprocess_image(*args)
-    monkeypatch.setattr(inference_module, "_MAX_MASK_ELEMENTS", 5 * hf * wf)
+    monkeypatch.setattr(inference_module, "_PIXEL_RANGES", 7)  # ranges that do not divide the 24 x 32 pixels
     chunked = postprocess_image(*args)
     assert len(whole.scores) == 10  # the case really reaches MAX_PER_IMG
     assert torch.equal(whole.masks, chunked.masks)

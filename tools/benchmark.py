@@ -3,24 +3,32 @@
 
   python tools/benchmark.py --config-file configs/SOLOv2/R50_3x.yaml --input-size 800x1216 --batch-sizes 1 2 \
       --train --nms-masks 500 --output bench.json
+  python tools/benchmark.py --config-file configs/SOLOv2/R50_3x.yaml --batch-sizes 1 --backend onnxruntime
+
+Inference is timed for the whole pipeline from a uint8 image at the input size to masks at that size: normalisation,
+network, post-processing. --backend onnxruntime exports the same model (tools/export_onnx.py's graph) and times
+ONNX Runtime on it with as many intra-op threads as PyTorch uses.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from contextlib import nullcontext
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 
 from solov2.config import get_cfg
-from solov2.layers import matrix_nms
+from solov2.layers import matrix_nms, set_norm_folding
 from solov2.modeling import build_model
 from solov2.structures import BitMasks, Instances
 from solov2.utils.cli import add_debug_argument, run_tool
@@ -98,16 +106,26 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     }
     g = torch.Generator().manual_seed(0)
     model.eval()
+    # The eval-mode speedups, each of which can be turned off to measure it.
+    set_norm_folding(model, not args.no_fold_bn)
+    model.channels_last = not args.no_channels_last
+    result.update(backend=args.backend, fold_bn=not args.no_fold_bn, channels_last=not args.no_channels_last)
+    session = _onnx_session(model, cfg, args, result) if args.backend == "onnxruntime" else None
     for bs in args.batch_sizes:
         batch = [{"image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)} for _ in range(bs)]
 
         detections: List[int] = []
 
         def infer() -> None:
+            if session is not None:  # the graph takes one H x W x 3 image: the batch's images one after another
+                size = np.array([h, w], dtype=np.int64)
+                detections[:] = [len(session.run(None, {"image": x, "output_size": size})[1]) for x in hwc_images]
+                return
             with torch.inference_mode(), _autocast(device, args.amp):
                 out = model(batch)
             detections[:] = [len(o["instances"]) for o in out]
 
+        hwc_images = [np.ascontiguousarray(x["image"].permute(1, 2, 0).numpy()) for x in batch]
         times = _time(infer, args.warmup, args.iters, device)
         med = statistics.median(times)
         result["inference"].append({"batch_size": bs, "latency_median_s": med, "latency_min_s": min(times),
@@ -136,11 +154,12 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         n = args.nms_masks
         hf, wf = h // 4, w // 4
         masks = torch.rand(n, hf, wf, generator=g).to(device) > 0.5
-        labels = torch.randint(0, 5, (n,), generator=g).to(device)
+        labels = torch.randint(0, args.nms_classes, (n,), generator=g).to(device)
         scores = torch.rand(n, generator=g).sort(descending=True).values.to(device)
         areas = masks.flatten(1).sum(1).float()
         times = _time(lambda: matrix_nms(labels, masks, areas, scores), args.warmup, args.iters, device)
-        result["matrix_nms"] = {"num_masks": n, "mask_size": [hf, wf], "time_median_s": statistics.median(times)}
+        result["matrix_nms"] = {"num_masks": n, "num_classes": args.nms_classes, "mask_size": [hf, wf],
+                                "time_median_s": statistics.median(times)}
     if device.type == "cuda":
         result["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     else:
@@ -148,6 +167,28 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         result["peak_memory_mb"] = _peak_rss_mb()
         result["peak_memory_delta_mb"] = _peak_rss_mb() - rss0
     return result
+
+
+def _onnx_session(model: torch.nn.Module, cfg: Any, args: argparse.Namespace, result: Dict[str, Any]) -> Any:
+    """Export `model` to a temporary ONNX file and open it in ONNX Runtime with PyTorch's number of threads."""
+    from solov2.export import export_onnx
+    from solov2.export.onnx_export import require
+
+    if args.device != "cpu" or args.amp:
+        raise ConfigError("--backend onnxruntime runs on the CPU in float32: drop --device and --amp")
+    ort = require("onnxruntime", "--backend onnxruntime")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.onnx")
+        start = time.perf_counter()
+        export_onnx(model, path, cfg.INPUT.FORMAT)
+        result["onnx_export_s"] = time.perf_counter() - start
+        result["onnx_file_mb"] = os.path.getsize(path) / 2**20
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    result["onnxruntime"] = ort.__version__
+    return session
 
 
 def _parse_size(text: str) -> Tuple[int, int]:
@@ -174,8 +215,10 @@ def format_table(r: Dict[str, Any]) -> str:
         rows.append((f"training iteration, batch {t['batch_size']}", f"{t['iter_time_median_s'] * 1000:.1f} ms"))
     if "matrix_nms" in r:
         m = r["matrix_nms"]
-        rows.append((f"Matrix NMS, {m['num_masks']} masks of {m['mask_size'][0]}x{m['mask_size'][1]}",
-                     f"{m['time_median_s'] * 1000:.2f} ms"))
+        rows.append((f"Matrix NMS, {m['num_masks']} masks of {m['mask_size'][0]}x{m['mask_size'][1]}, "
+                     f"{m['num_classes']} classes", f"{m['time_median_s'] * 1000:.2f} ms"))
+    if "onnx_export_s" in r:
+        rows.append(("ONNX export (once): time; file size", f"{r['onnx_export_s']:.0f} s; {r['onnx_file_mb']:.1f} MiB"))
     if "peak_memory_delta_mb" in r:
         rows.append(("peak memory (process RSS; growth after model build)",
                      f"{r['peak_memory_mb']:.0f} MiB; +{r['peak_memory_delta_mb']:.0f} MiB"))
@@ -184,7 +227,9 @@ def format_table(r: Dict[str, Any]) -> str:
     w0 = max(len(a) for a, _ in rows)
     w1 = max(len("value"), *(len(b) for _, b in rows))
     head = (f"{r['config']} @ {r['input_size'][0]}x{r['input_size'][1]} on {r['device']}"
-            f"{' (AMP)' if r['amp'] else ''}, {r['threads']} threads, candidates: {r['candidates']}")
+            f"{' (AMP)' if r['amp'] else ''}, {r['threads']} threads, candidates: {r['candidates']}, "
+            f"backend: {r['backend']}" + ("" if r["backend"] != "pytorch" else
+                                          f" (BN folded: {r['fold_bn']}, channels-last: {r['channels_last']})"))
     lines = [head, f"| {'what':<{w0}} | {'value':<{w1}} |", f"|{'-' * (w0 + 2)}|{'-' * (w1 + 2)}|"]
     lines += [f"| {a:<{w0}} | {b:<{w1}} |" for a, b in rows]
     return "\n".join(lines)
@@ -203,6 +248,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", action="store_true", help="also time a training iteration")
     p.add_argument("--train-batch-size", type=int, default=2)
     p.add_argument("--nms-masks", type=int, default=0, help="time Matrix NMS on this many masks")
+    p.add_argument("--nms-classes", type=int, default=5, help="spread the --nms-masks over this many classes")
+    p.add_argument("--backend", choices=["pytorch", "onnxruntime"], default="pytorch",
+                   help="run inference in PyTorch, or export it to ONNX and run it in ONNX Runtime (CPU)")
+    p.add_argument("--no-fold-bn", action="store_true",
+                   help="PyTorch: keep BatchNorms as separate layers in eval mode (to measure the folding)")
+    p.add_argument("--no-channels-last", action="store_true",
+                   help="PyTorch on CPU: keep the default memory layout in eval mode (to measure channels-last)")
     p.add_argument("--candidates", choices=["full", "model"], default="full",
                    help="full: post-processing gets NMS_PRE candidates (worst case, like a trained model on a busy "
                         "image); model: the random model's own scores (nearly no candidates, post-processing ~free)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -92,6 +92,81 @@ class NaiveSyncBatchNorm(nn.BatchNorm2d):
         return x * scale.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
 
 
+def is_foldable(norm: Optional[nn.Module]) -> bool:
+    """Whether `norm` is a fixed per-channel affine map now: FrozenBN, or an eval-mode BatchNorm with running stats."""
+    if isinstance(norm, FrozenBatchNorm2d):
+        return True
+    return (isinstance(norm, nn.BatchNorm2d) and not norm.training and norm.track_running_stats
+            and norm.running_mean is not None and norm.running_var is not None)
+
+
+def fold_batchnorm(
+    weight: torch.Tensor, bias: Optional[torch.Tensor], norm: nn.Module
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of one conv equal to `conv(weight, bias)` followed by the foldable `norm`."""
+    scale = (norm.running_var + norm.eps).rsqrt()
+    if norm.weight is not None:
+        scale = norm.weight * scale
+    shift = -norm.running_mean * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias
+    if bias is not None:
+        shift = shift + bias * scale
+    return weight * scale.reshape(-1, *([1] * (weight.dim() - 1))).to(weight.dtype), shift.to(weight.dtype)
+
+
+def folded_conv_params(conv: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
+    """`conv.weight`/`conv.bias` with its foldable `conv.norm` folded in, cached until any of them changes.
+
+    An inference-time transformation: the module's parameters, buffers and state-dict names stay as they are
+    (checkpoints and training are unaffected); the folded copy is rebuilt whenever a parameter or statistic is
+    replaced or changed in place through the tensor itself (load_state_dict, optimizer steps, .to()). Writes through
+    `.data` bypass tensor version counters and are not seen.
+    """
+    norm = conv.norm
+    tensors = (conv.weight, conv.bias, norm.weight, norm.bias, norm.running_mean, norm.running_var)
+    if torch.compiler.is_compiling() or (torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in tensors)):
+        # Traced for export (fake tensors, folded into constants later) or differentiated: fold inline.
+        return fold_batchnorm(conv.weight, conv.bias, norm)
+    try:
+        key = tuple((t.data_ptr(), t._version) if t is not None else None for t in tensors) + (norm.eps,)
+    except RuntimeError:  # inference tensors (made under inference_mode) have no version counter
+        return fold_batchnorm(conv.weight, conv.bias, norm)
+    cached = conv.__dict__.get("_folded_bn")
+    if cached is None or cached[0] != key:
+        with torch.no_grad():
+            cached = (key, *fold_batchnorm(conv.weight, conv.bias, norm))
+        conv.__dict__["_folded_bn"] = cached
+    return cached[1], cached[2]
+
+
+class FoldsNorm:
+    """Mixin for a conv with a `norm` attribute: in eval mode a foldable norm is folded into the conv's weights."""
+
+    # Per-module switch (see set_norm_folding), e.g. to measure the difference or to reproduce unfolded arithmetic.
+    fold_norm = True
+
+    def folds_norm(self) -> bool:
+        """Whether the norm is folded into the conv now (eval mode, a BatchNorm with fixed statistics)."""
+        return self.fold_norm and not self.training and is_foldable(self.norm)
+
+    def train(self, mode: bool = True):
+        """Set the mode; entering training drops the folded inference weights (they are rebuilt when needed)."""
+        if mode:
+            self.__dict__.pop("_folded_bn", None)
+        return super().train(mode)
+
+
+def set_norm_folding(model: nn.Module, enabled: bool) -> nn.Module:
+    """Turn eval-mode folding of BatchNorms into their convs on or off for every conv in `model`; returns it."""
+    for m in model.modules():
+        if isinstance(m, FoldsNorm):
+            m.fold_norm = enabled
+            m.__dict__.pop("_folded_bn", None)
+    return model
+
+
 def get_norm(norm: Union[str, Callable[[int], nn.Module], None], out_channels: int) -> Optional[nn.Module]:
     """Build a normalisation layer by name ("FrozenBN", "BN", "SyncBN", "GN", "" for none)."""
     if norm is None:
@@ -111,4 +186,7 @@ def get_norm(norm: Union[str, Callable[[int], nn.Module], None], out_channels: i
     return norm(out_channels)
 
 
-__all__ = ["FrozenBatchNorm2d", "NaiveSyncBatchNorm", "get_norm"]
+__all__ = [
+    "FoldsNorm", "FrozenBatchNorm2d", "NaiveSyncBatchNorm", "fold_batchnorm", "folded_conv_params", "get_norm",
+    "is_foldable", "set_norm_folding",
+]

@@ -10,8 +10,10 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 from torchvision.ops import deform_conv2d
 
+from .batch_norm import FoldsNorm, folded_conv_params
 
-class DeformConv(nn.Module):
+
+class DeformConv(FoldsNorm, nn.Module):
     """Deformable conv v1: forward(x, offset); offset has 2*k*k*deformable_groups channels."""
 
     def __init__(
@@ -44,22 +46,23 @@ class DeformConv(nn.Module):
         nn.init.kaiming_uniform_(self.weight, nonlinearity="relu")
 
     def _conv(self, x: torch.Tensor, offset: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        weight, bias = folded_conv_params(self) if self.folds_norm() else (self.weight, self.bias)
         if x.numel() == 0:
             oh = (x.shape[2] + 2 * self.padding[0] - self.dilation[0] * (self.kernel_size[0] - 1) - 1) // self.stride[0] + 1
             ow = (x.shape[3] + 2 * self.padding[1] - self.dilation[1] * (self.kernel_size[1] - 1) - 1) // self.stride[1] + 1
             return x.new_zeros(x.shape[0], self.out_channels, oh, ow)
         # torchvision's kernel computes in the input dtype; under AMP keep it in the weight's dtype.
-        x = x.to(self.weight.dtype)
-        offset = offset.to(self.weight.dtype)
+        x = x.to(weight.dtype)
+        offset = offset.to(weight.dtype)
         if mask is not None:
-            mask = mask.to(self.weight.dtype)
+            mask = mask.to(weight.dtype)
         return deform_conv2d(
-            x, offset, self.weight, self.bias, stride=self.stride, padding=self.padding,
+            x, offset, weight, bias, stride=self.stride, padding=self.padding,
             dilation=self.dilation, mask=mask,
         )
 
     def _post(self, x: torch.Tensor) -> torch.Tensor:
-        if self.norm is not None:
+        if self.norm is not None and not self.folds_norm():
             x = self.norm(x)
         if self.activation is not None:
             x = self.activation(x)

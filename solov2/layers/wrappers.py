@@ -8,8 +8,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .batch_norm import FoldsNorm, folded_conv_params
 
-class Conv2d(nn.Conv2d):
+
+class Conv2d(FoldsNorm, nn.Conv2d):
     """nn.Conv2d followed by an optional `norm` module and `activation` callable."""
 
     def __init__(self, *args, norm: Optional[nn.Module] = None, activation: Optional[Callable] = None, **kwargs):
@@ -18,10 +20,14 @@ class Conv2d(nn.Conv2d):
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """conv -> norm -> activation."""
-        x = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
-        if self.norm is not None:
-            x = self.norm(x)
+        """conv -> norm -> activation; in eval mode a BatchNorm is folded into the conv (one pass less)."""
+        if self.folds_norm():
+            weight, bias = folded_conv_params(self)
+            x = F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+        else:
+            x = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+            if self.norm is not None:
+                x = self.norm(x)
         if self.activation is not None:
             x = self.activation(x)
         return x

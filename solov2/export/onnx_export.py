@@ -1,0 +1,181 @@
+"""ONNX export of the whole SOLOv2 inference: BGR uint8 image (any size) -> final masks, scores, classes, boxes.
+
+The graph holds normalisation, padding, backbone, heads, point NMS, the score threshold, maskness, Matrix NMS,
+top-k and the mask upsampling; it is traced from the same `SOLOv2.network` and `postprocess_image` that eager
+inference runs (torch.export-based exporter: it keeps data-dependent sizes such as the candidates of nonzero).
+Resizing the image to the test size stays outside (cv2, exactly as DefaultPredictor does).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import logging
+import os
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..modeling.solov2 import flatten_image_preds, postprocess_image
+from ..utils.errors import ConfigError, UserError
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_NAMES = ("masks", "scores", "classes", "boxes")
+OPSET = 18
+# From 65 px on, every level of the pyramid has at least 2 cells, so no image size is special to the exporter.
+MIN_IMAGE_SIDE = 65
+_INSTALL = 'pip install -e ".[onnx]" (or: pip install onnx onnxruntime onnxscript)'
+
+
+class ExportError(ConfigError):
+    """A config the ONNX export cannot represent, or an exported graph that does not fit the config (names the key)."""
+
+
+class ImageSizeError(UserError, ValueError):
+    """An image too small for the exported graph (MIN_IMAGE_SIDE)."""
+
+
+class MissingDependencyError(UserError, ImportError):
+    """An optional package (onnx, onnxruntime, onnxscript) is not installed; the message says what to install."""
+
+
+def require(module: str, what: str) -> Any:
+    """Import an optional dependency or raise MissingDependencyError saying what to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingDependencyError(f"{what} needs the '{module}' package, which is not installed: {_INSTALL}") from e
+
+
+def check_exportable(cfg: Any) -> None:
+    """Raise ExportError naming the config key when the config uses something the ONNX graph cannot hold."""
+    s = cfg.MODEL.SOLOV2
+    if s.NMS_TYPE != "matrix":
+        raise ExportError(
+            f"MODEL.SOLOV2.NMS_TYPE '{s.NMS_TYPE}' cannot be exported: greedy mask NMS is a sequential loop over the "
+            "candidates; export with MODEL.SOLOV2.NMS_TYPE matrix (Matrix NMS, the published default)")
+    dcn = [k for k, on in (("MODEL.RESNETS.DEFORM_ON_PER_STAGE", any(cfg.MODEL.RESNETS.DEFORM_ON_PER_STAGE)),
+                           ("MODEL.SOLOV2.USE_DCN_IN_INSTANCE", s.USE_DCN_IN_INSTANCE),
+                           ("MODEL.SOLOV2.USE_DCN_IN_MASK", s.USE_DCN_IN_MASK)) if on]
+    if dcn:
+        raise ExportError(
+            f"Deformable convolutions ({', '.join(dcn)}) cannot be exported: PyTorch's ONNX exporter has no "
+            "translation of torchvision's deform_conv2d. Export a config without DCN.")
+
+
+class ExportableSOLOv2(nn.Module):
+    """One image's whole inference as a traceable module: (H x W x 3 BGR uint8, [out_h, out_w]) -> detections."""
+
+    def __init__(self, model: nn.Module, input_format: str = "BGR") -> None:
+        super().__init__()
+        if input_format not in ("BGR", "RGB"):
+            raise ExportError(f"INPUT.FORMAT must be 'RGB' or 'BGR', got '{input_format}'")
+        self.model = model
+        self.rgb = input_format == "RGB"
+
+    def forward(self, image: torch.Tensor, output_size: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Masks (K x out_h x out_w bool), scores (K), classes (K int64), boxes (K x 4) of the image."""
+        x = image.permute(2, 0, 1)
+        if self.rgb:
+            x = x.flip(0)
+        x = self.model.normalize(x)
+        h, w = x.shape[-2:]
+        d = self.model.backbone.size_divisibility
+        # Padded sizes written as d * ceil(size / d), so that the exporter sees every feature size as a multiple of
+        # the same symbol and can prove that the levels line up (with size + (-size % d) it specializes them).
+        x = F.pad(x, (0, (w + d - 1) // d * d - w, 0, (h + d - 1) // d * d - h))[None]
+        cate_preds, kernel_preds, mask_feats = self.model.network(x)
+        scores, kernels, levels = flatten_image_preds(cate_preds, kernel_preds, 0)
+        out_h, out_w = output_size.tolist()
+        # The image size as data for the crop to it after upsampling: as a size derived from the input shape, the
+        # exporter would have to prove it is at most the padded size, which it cannot; as data it is a plain Slice.
+        in_h, in_w = torch.stack([torch.scalar_tensor(h, dtype=torch.int64),
+                                  torch.scalar_tensor(w, dtype=torch.int64)]).tolist()
+        det = postprocess_image(scores, kernels, levels, mask_feats[0], self.model.infer_params, (in_h, in_w),
+                                tuple(x.shape[-2:]), (out_h, out_w))
+        # K x out_h x out_w bool, K descending scores, K int64 classes, K x 4 boxes
+        return det.masks, det.scores, det.classes, det.boxes
+
+
+def _translations() -> Dict[Any, Any]:
+    """ONNX translations that run faster in ONNX Runtime than the exporter's defaults (same values)."""
+    from onnxscript import opset18 as op
+
+    def threshold(self: Any, threshold: float, value: float) -> Any:
+        # F.threshold(x, t, 0) is ONNX's ThresholdedRelu; the default Where(x <= t, 0, x) was 6 ns per element.
+        if value != 0:
+            raise NotImplementedError("solov2's ONNX export translates F.threshold only with value 0")
+        return op.ThresholdedRelu(self, alpha=threshold)
+
+    return {torch.ops.aten.threshold.default: threshold}
+
+
+def export_onnx(
+    model: nn.Module, path: str, input_format: str = "BGR", metadata: Optional[Dict[str, Any]] = None,
+    sample_size: Tuple[int, int] = (224, 320),
+) -> str:
+    """Export `model` (a SOLOv2) to one ONNX file at `path` (checked with onnx.checker); returns the path.
+
+    A copy of the model is traced in eval mode on the CPU (the given model is left as it was), with BatchNorms folded
+    into their convs. The graph's inputs are `image` (H x W x 3 uint8 BGR, any H, W >= MIN_IMAGE_SIDE) and
+    `output_size` (int64 [out_h, out_w]); its outputs `masks` (K x out_h x out_w bool), `scores` (K float, descending),
+    `classes` (K int64) and `boxes` (K x 4 float XYXY); K may be 0.
+    """
+    onnx = require("onnx", "ONNX export")
+    require("onnxscript", "ONNX export")
+    model = copy.deepcopy(model).cpu().eval()
+    wrapper = ExportableSOLOv2(model, input_format).eval()
+    image = torch.randint(0, 256, (*sample_size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    args = (image, torch.tensor(sample_size, dtype=torch.int64))
+    side = {0: torch.export.Dim("height", min=MIN_IMAGE_SIDE, max=16384),
+            1: torch.export.Dim("width", min=MIN_IMAGE_SIDE, max=16384)}
+    ir_logger = logging.getLogger("onnx_ir._convenience")
+    level = ir_logger.level
+    ir_logger.setLevel(logging.ERROR)  # one harmless warning per empty attribute list otherwise floods the console
+    try:
+        with torch.no_grad():
+            program = torch.onnx.export(wrapper, args, dynamo=True, dynamic_shapes={"image": side, "output_size": None},
+                                        opset_version=OPSET, output_names=list(OUTPUT_NAMES), external_data=False,
+                                        custom_translation_table=_translations(), verbose=False)
+        # Fold what depends only on weights (the BatchNorms folded into conv weights) into the file, whatever its size
+        # (the exporter's own pass leaves tensors above 256k elements to be computed at every run).
+        onnxscript = require("onnxscript", "ONNX export")
+        program.model = onnxscript.optimizer.optimize(program.model, input_size_limit=2**40, output_size_limit=2**40)
+    finally:
+        ir_logger.setLevel(level)
+    proto = program.model_proto
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    if not (dims[0].dim_param and dims[1].dim_param):
+        # torch.onnx falls back to capture strategies that fix the sample's size when torch.export fails
+        raise RuntimeError("The exported graph has a fixed image size; the dynamic-shape capture failed (a bug)")
+    meta = {"input_format": input_format, "producer": "solov2"}
+    meta.update({k: str(v) for k, v in (metadata or {}).items()})
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    onnx.save(proto, path)
+    onnx.checker.check_model(path, full_check=True)
+    return path
+
+
+def export_from_config(cfg: Any, path: str) -> str:
+    """Build the config's model, load MODEL.WEIGHTS and export it to `path` (see export_onnx)."""
+    from ..checkpoint import Checkpointer
+    from ..modeling import build_model
+
+    check_exportable(cfg)
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.DEVICE = "cpu"
+    model = build_model(cfg)
+    if cfg.MODEL.WEIGHTS:
+        Checkpointer(model).load(cfg.MODEL.WEIGHTS)
+    else:
+        logger.warning("MODEL.WEIGHTS is empty: exporting a RANDOMLY INITIALISED model")
+    return export_onnx(model, path, cfg.INPUT.FORMAT, metadata={
+        "num_classes": cfg.MODEL.SOLOV2.NUM_CLASSES, "min_size_test": cfg.INPUT.MIN_SIZE_TEST,
+        "max_size_test": cfg.INPUT.MAX_SIZE_TEST})
