@@ -28,6 +28,7 @@ from ..evaluation import COCOEvaluator, DatasetEvaluator, inference_on_dataset, 
 from ..modeling import build_model
 from ..solver import build_lr_scheduler, build_optimizer, scale_for_world_size
 from ..utils import comm
+from ..utils.cpu_runtime import tune_malloc
 from ..utils.env import collect_env_info, seed_all_rng
 from ..utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardXWriter
 from ..utils.file_io import PathManager
@@ -101,7 +102,11 @@ Run on multiple machines:
 
 
 def default_setup(cfg: CfgNode, args: Optional[argparse.Namespace]) -> None:
-    """Create OUTPUT_DIR, set up logging, log the environment, args and config, save config.yaml, seed, cudnn."""
+    """Create OUTPUT_DIR, set up logging, log the environment, args and config, save config.yaml, seed, cudnn.
+
+    Also tunes glibc malloc (solov2.utils.cpu_runtime.tune_malloc) before anything large is allocated.
+    """
+    malloc_tuned = tune_malloc()
     output_dir = cfg.OUTPUT_DIR
     if comm.is_main_process() and output_dir:
         PathManager.mkdirs(output_dir)
@@ -112,6 +117,10 @@ def default_setup(cfg: CfgNode, args: Optional[argparse.Namespace]) -> None:
 
     log.info("Rank of current process: %d. World size: %d", rank, comm.get_world_size())
     log.info("Environment info:\n%s", collect_env_info())
+    log.info(
+        "CPU run-time: malloc keeps freed memory for reuse: %s; OMP_WAIT_POLICY=%s; %d intra-op threads",
+        malloc_tuned, os.environ.get("OMP_WAIT_POLICY", "(default)"), torch.get_num_threads(),
+    )
     log.info("Command line arguments: %s", args)
     config_file = getattr(args, "config_file", "") if args is not None else ""
     if config_file:
