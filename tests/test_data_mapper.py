@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from solov2.config import get_cfg
-from solov2.data import DatasetMapper, ImageReadError, read_image
+from solov2.data import DatasetMapper, ImageReadError, annotations_to_instances, read_image
+from solov2.layers.mask_ops import masks_to_boxes
 
 
 def test_read_image_modes(tmp_path):
@@ -112,3 +113,26 @@ def test_range_sampling_and_test_mapper(tmp_path):
     cfg.INPUT.MAX_SIZE_TEST = 40
     out = DatasetMapper(cfg, False)(d)
     assert out["image"].shape == (3, 20, 40) and "instances" not in out and out["height"] == 50
+
+
+def test_annotations_to_instances_boxes_are_the_masks_tight_boxes():
+    rng = np.random.RandomState(0)
+    h, w = 37, 53
+    annos = []
+    for k in range(40):
+        m = np.zeros((h, w), bool)
+        if k % 7:  # every 7th mask is empty and must be dropped
+            y, x = rng.randint(0, h), rng.randint(0, w)
+            m[y : y + rng.randint(1, h), x : x + rng.randint(1, w)] = True
+            m &= rng.rand(h, w) < 0.5
+        annos.append({"category_id": k % 3, "segmentation": m, "iscrowd": int(k % 11 == 5)})
+    inst = annotations_to_instances(annos, (h, w))
+    kept = [a for a in annos if not a["iscrowd"] and a["segmentation"].any()]
+    assert len(inst) == len(kept) and inst.image_size == (h, w)
+    assert torch.equal(inst.gt_masks.tensor, torch.from_numpy(np.stack([a["segmentation"] for a in kept])))
+    assert inst.gt_classes.tolist() == [a["category_id"] for a in kept]
+    assert inst.gt_boxes.tensor.dtype == torch.float32
+    assert torch.equal(inst.gt_boxes.tensor, masks_to_boxes(inst.gt_masks.tensor))
+
+    empty = annotations_to_instances([{"category_id": 1, "segmentation": np.zeros((h, w), bool)}], (h, w))
+    assert len(empty) == 0 and empty.gt_boxes.tensor.shape == (0, 4) and empty.gt_masks.tensor.shape == (0, h, w)

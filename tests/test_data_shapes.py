@@ -5,6 +5,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 import pycocotools.mask as mask_util
 
 from solov2.data import DatasetCatalog, MetadataCatalog, load_coco_json
@@ -88,3 +89,20 @@ def test_split_generated_with_other_parameters_is_replaced(tmp_path, caplog):
     small = generate_shapes(str(tmp_path / "three"), num_images=3, seed=0)
     assert json.loads(open(small).read())["images"] == data["images"][:3]
     assert sorted(os.listdir(tmp_path / "shapes")) == ["s"]
+
+
+def test_objects_range_per_split(tmp_path):
+    # The default range (1..10 shapes) keeps every split generated before the range existed valid and identical.
+    a = generate_shapes(str(tmp_path / "a"), num_images=5, seed=4)
+    b = generate_shapes(str(tmp_path / "b"), num_images=5, seed=4, max_objects=10, min_objects=1)
+    assert filecmp.cmp(a, b, shallow=False)
+    # A denser split: every image draws at least min_objects shapes (some may end up hidden by later ones).
+    json_file, _ = ensure_shapes_split(str(tmp_path), "dense", num_images=12, seed=4, objects=(6, 9))
+    data = json.loads(open(json_file).read())
+    assert data["info"]["generated_with"]["min_objects"] == 6 and data["info"]["generated_with"]["max_objects"] == 9
+    per_image = [sum(a["image_id"] == img["id"] for a in data["annotations"]) for img in data["images"]]
+    assert max(per_image) <= 9 and np.mean(per_image) > 4
+    sparse = json.loads(open(ensure_shapes_split(str(tmp_path), "sparse", num_images=12, seed=4)[0]).read())
+    assert len(data["annotations"]) > 1.3 * len(sparse["annotations"])
+    with pytest.raises(ValueError, match="min_objects"):
+        generate_shapes(str(tmp_path / "c"), num_images=1, seed=0, max_objects=3, min_objects=4)

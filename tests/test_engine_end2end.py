@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,6 +93,9 @@ def test_eval_only_on_saved_checkpoint(tiny_split, tmp_path):
     ev = tmp_path / "eval"
     r = _train_net(tiny_split, ev, "--eval-only", opts=["MODEL.WEIGHTS", str(out / "model_final.pth")])
     assert "copypaste: Task: segm" in r.stdout + r.stderr + (ev / "log.txt").read_text()
+    # Both commands end by logging their whole wall time (start-up, data, training, evaluation).
+    for log in (out / "log.txt", ev / "log.txt"):
+        assert re.search(r"Total wall time of this command: \d+:\d\d:\d\d\n", log.read_text()), log
     # The checkpoint reproduces exactly the predictions the training run's final evaluation made.
     evaluated = json.loads((ev / "inference" / "coco_instances_results.json").read_text())
     at_train_end = json.loads((out / "inference" / "coco_instances_results.json").read_text())

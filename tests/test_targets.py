@@ -2,6 +2,7 @@
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from solov2.modeling.solov2 import assign_image_targets, downsample_masks
@@ -13,10 +14,10 @@ SIGMA = 0.2
 NUM_CLASSES = 5
 
 
-def _loop_targets(masks, boxes, classes, up_size, feat_size):
+def _loop_targets(masks, boxes, classes, up_size, feat_size, grids=GRIDS, ranges=RANGES, sigma=SIGMA):
     """Per level: {cell: class} (later instances overwrite) and the ordered list of (instance, cell) pairs."""
     levels = []
-    for grid, (lo, hi) in zip(GRIDS, RANGES):
+    for grid, (lo, hi) in zip(grids, ranges):
         cate = {}
         pairs = []
         for n in range(len(masks)):
@@ -29,7 +30,7 @@ def _loop_targets(masks, boxes, classes, up_size, feat_size):
                 continue
             ys, xs = np.nonzero(m)
             cy, cx = ys.mean(), xs.mean()
-            half_h, half_w = 0.5 * (y2 - y1) * SIGMA, 0.5 * (x2 - x1) * SIGMA
+            half_h, half_w = 0.5 * (y2 - y1) * sigma, 0.5 * (x2 - x1) * sigma
             coord_w = int((cx / up_size[1]) // (1.0 / grid))
             coord_h = int((cy / up_size[0]) // (1.0 / grid))
             top_box = max(0, int(((cy - half_h) / up_size[0]) // (1.0 / grid)))
@@ -70,20 +71,31 @@ def _random_instances(seed, h=300, w=420, n=14):
     return masks, boxes, classes
 
 
-def test_assignment_matches_loop_reading():
-    for seed in range(4):
+# The published levels, and the quickstart's (smaller grids, wider centre regions, overlapping ranges).
+LEVEL_SETS = {
+    "published": (GRIDS, RANGES, SIGMA),
+    "quickstart": ([24, 20, 16, 12, 8], ((1, 32), (16, 64), (32, 128), (64, 256), (128, 512)), 0.35),
+}
+
+
+@pytest.mark.parametrize("levels", sorted(LEVEL_SETS))
+def test_assignment_matches_loop_reading(levels):
+    grids, ranges, sigma = LEVEL_SETS[levels]
+    for seed in range(8):
         masks, boxes, classes = _random_instances(seed)
         up = (320, 448)  # padded input size
         feat = (80, 112)
         got = assign_image_targets(torch.from_numpy(masks), torch.from_numpy(boxes), torch.from_numpy(classes),
-                                   up, GRIDS, RANGES, SIGMA, NUM_CLASSES)
-        want = _loop_targets(masks, boxes, classes, up, feat)
+                                   up, grids, ranges, sigma, NUM_CLASSES)
+        want = _loop_targets(masks, boxes, classes, up, feat, grids, ranges, sigma)
+        assert len(got) == len(grids)
         total_pairs = 0
         for lvl, (t, (cate, pairs)) in enumerate(zip(got, want)):
-            grid = GRIDS[lvl]
+            grid = grids[lvl]
             want_cate = np.full(grid * grid, NUM_CLASSES)
             for cell, c in cate.items():
                 want_cate[cell] = c
+            assert t.cate.shape == (grid, grid) and t.cate.dtype == torch.int64
             assert np.array_equal(t.cate.flatten().numpy(), want_cate), f"seed {seed} level {lvl}"
             assert list(zip(t.pos_instances.tolist(), t.pos_cells.tolist())) == pairs
             total_pairs += len(pairs)

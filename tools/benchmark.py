@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from contextlib import nullcontext
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -30,9 +30,11 @@ import torch
 from solov2.config import get_cfg
 from solov2.layers import matrix_nms, set_norm_folding
 from solov2.modeling import build_model
+from solov2.solver import build_optimizer
 from solov2.structures import BitMasks, Instances
 from solov2.utils.cli import add_debug_argument, run_tool
 from solov2.utils.errors import ConfigError, OutputPathError
+from solov2.utils.cpu_runtime import tune_malloc
 
 
 def _sync(device: torch.device) -> None:
@@ -75,6 +77,68 @@ def _random_gt(h: int, w: int, n: int, num_classes: int, g: torch.Generator) -> 
     bm = BitMasks(masks)
     return Instances((h, w), gt_masks=bm, gt_boxes=bm.get_bounding_boxes(),
                      gt_classes=torch.randint(0, num_classes, (n,), generator=g))
+
+
+def _synthetic_batches(h: int, w: int, bs: int, num_classes: int, g: torch.Generator) -> Iterator[List[Dict[str, Any]]]:
+    """The same in-memory batch of random images with 8 random box-shaped instances each, forever."""
+    batch = [{"image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g),
+              "instances": _random_gt(h, w, 8, num_classes, g)} for _ in range(bs)]
+    while True:
+        yield batch
+
+
+def _time_training(cfg: Any, model: torch.nn.Module, args: argparse.Namespace, h: int, w: int,
+                   g: torch.Generator, device: torch.device) -> Dict[str, Any]:
+    """Median data time (waiting for the next batch) and step time (forward, backward, optimizer step).
+
+    --train-data dataset loads DATASETS.TRAIN through the training loader as train_net does (reading, decoding,
+    augmenting, building Instances); synthetic reuses one random batch of --input-size, so there is no data time.
+    """
+    # As train_net runs training (default_setup applies it); inference above was timed without it.
+    malloc_tuned = tune_malloc()
+    model.train()
+    bs = args.train_batch_size
+    if args.train_data == "dataset":
+        from solov2.data import build_detection_train_loader, register_datasets_from_cfg
+
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.SOLVER.IMS_PER_BATCH = bs
+        register_datasets_from_cfg(cfg)
+        batches: Iterator[List[Dict[str, Any]]] = iter(build_detection_train_loader(cfg))
+    else:
+        batches = _synthetic_batches(h, w, bs, cfg.MODEL.SOLOV2.NUM_CLASSES, g)
+    # The configured optimizer (clipping, AdamW or SGD) at a tiny LR: its cost counts, diverging would not help.
+    opt = build_optimizer(cfg, model)
+    for group in opt.param_groups:
+        group["lr"] = 1e-6
+    # float16 training needs loss scaling; timing it without would flatter AMP.
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp and device.type == "cuda")
+    data_times, step_times = [], []
+    warmup, iters = max(1, args.warmup // 2), max(2, args.iters // 2)
+    for i in range(warmup + iters):
+        start = time.perf_counter()
+        batch = next(batches)
+        loaded = time.perf_counter()
+        with _autocast(device, args.amp):
+            losses = model(batch)
+        loss = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        _sync(device)
+        if i >= warmup:
+            data_times.append(loaded - start)
+            step_times.append(time.perf_counter() - loaded)
+    measured_data = args.train_data == "dataset"
+    data_med = statistics.median(data_times) if measured_data else None
+    step_med = statistics.median(step_times)
+    sizes = [tuple(x["image"].shape[-2:]) for x in batch]
+    return {"batch_size": bs, "data": args.train_data, "malloc_tuned": malloc_tuned,
+            "last_batch_sizes_hw": [list(s) for s in sizes],
+            "data_time_median_s": data_med, "step_time_median_s": step_med,
+            "iter_time_median_s": step_med + (data_med or 0.0)}
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
@@ -131,25 +195,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         result["inference"].append({"batch_size": bs, "latency_median_s": med, "latency_min_s": min(times),
                                     "images_per_s": bs / med, "instances_per_image": detections})
     if args.train:
-        model.train()
-        bs = args.train_batch_size
-        batch = [{"image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g),
-                  "instances": _random_gt(h, w, 8, cfg.MODEL.SOLOV2.NUM_CLASSES, g)} for _ in range(bs)]
-        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
-        # float16 training needs loss scaling; timing it without would flatter AMP.
-        scaler = torch.amp.GradScaler(device.type, enabled=args.amp and device.type == "cuda")
-
-        def step() -> None:
-            with _autocast(device, args.amp):
-                losses = model(batch)
-            loss = sum(losses.values())
-            opt.zero_grad()
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-
-        times = _time(step, max(1, args.warmup // 2), max(2, args.iters // 2), device)
-        result["train"] = {"batch_size": bs, "iter_time_median_s": statistics.median(times)}
+        result["train"] = _time_training(cfg, model, args, h, w, g, device)
     if args.nms_masks > 0:
         n = args.nms_masks
         hf, wf = h // 4, w // 4
@@ -212,7 +258,13 @@ def format_table(r: Dict[str, Any]) -> str:
         rows.append((f"inference batch {bs}: instances / image", ", ".join(map(str, x["instances_per_image"]))))
     if "train" in r:
         t = r["train"]
-        rows.append((f"training iteration, batch {t['batch_size']}", f"{t['iter_time_median_s'] * 1000:.1f} ms"))
+        bs = t["batch_size"]
+        if t["data_time_median_s"] is None:
+            rows.append((f"training data time, batch {bs}", "not measured (synthetic batch; --train-data dataset)"))
+        else:
+            rows.append((f"training data time, batch {bs} ({t['data']})", f"{t['data_time_median_s'] * 1000:.1f} ms"))
+        rows.append((f"training step time, batch {bs}", f"{t['step_time_median_s'] * 1000:.1f} ms"))
+        rows.append((f"training iteration, batch {bs}", f"{t['iter_time_median_s'] * 1000:.1f} ms"))
     if "matrix_nms" in r:
         m = r["matrix_nms"]
         rows.append((f"Matrix NMS, {m['num_masks']} masks of {m['mask_size'][0]}x{m['mask_size'][1]}, "
@@ -247,6 +299,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--train", action="store_true", help="also time a training iteration")
     p.add_argument("--train-batch-size", type=int, default=2)
+    p.add_argument("--train-data", choices=["synthetic", "dataset"], default="synthetic",
+                   help="synthetic: one random batch of --input-size, reused (step time only); dataset: batches of "
+                        "DATASETS.TRAIN from the training loader, as train_net loads them (data time and step time)")
     p.add_argument("--nms-masks", type=int, default=0, help="time Matrix NMS on this many masks")
     p.add_argument("--nms-classes", type=int, default=5, help="spread the --nms-masks over this many classes")
     p.add_argument("--backend", choices=["pytorch", "onnxruntime"], default="pytorch",

@@ -9,19 +9,29 @@
 
 from __future__ import annotations
 
-import argparse
-import logging
-import sys
-from typing import Any, Dict
+import time
 
-from solov2.checkpoint import Checkpointer
-from solov2.config import CfgNode, get_cfg
-from solov2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
-from solov2.engine.defaults import add_register_coco_argument, apply_register_coco
-from solov2.evaluation import verify_results
-from solov2.utils import comm
-from solov2.utils.cli import run_tool
-from solov2.utils.errors import ResultsMismatchError
+_PROCESS_START = time.perf_counter()  # first thing, so the total wall time logged at the end includes start-up
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+from typing import Any, Dict  # noqa: E402
+
+from solov2.utils.cpu_runtime import prefer_passive_openmp  # noqa: E402  (imports no torch)
+
+# Before torch is imported: libgomp reads OMP_WAIT_POLICY once, when torch loads it.
+prefer_passive_openmp()
+
+from solov2.checkpoint import Checkpointer  # noqa: E402
+from solov2.config import CfgNode, get_cfg  # noqa: E402
+from solov2.engine import DefaultTrainer, default_argument_parser, default_setup, launch  # noqa: E402
+from solov2.engine.defaults import add_register_coco_argument, apply_register_coco  # noqa: E402
+from solov2.evaluation import verify_results  # noqa: E402
+from solov2.utils import comm  # noqa: E402
+from solov2.utils.cli import run_tool  # noqa: E402
+from solov2.utils.errors import ResultsMismatchError  # noqa: E402
 
 logger = logging.getLogger("solov2.train_net")
 
@@ -54,11 +64,15 @@ def main(args: argparse.Namespace) -> Dict[str, Any]:
         results = DefaultTrainer.test(cfg, model)
         if comm.is_main_process() and not verify_results(cfg, results):
             raise ResultsMismatchError("Evaluation results differ from TEST.EXPECTED_RESULTS (see the log)")
-        return results
-
-    trainer = DefaultTrainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    else:
+        trainer = DefaultTrainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        results = trainer.train()
+    if comm.is_main_process():
+        # Since the process started: imports, dataset generation, training and the final evaluation.
+        elapsed = datetime.timedelta(seconds=round(time.perf_counter() - _PROCESS_START))
+        logger.info("Total wall time of this command: %s", elapsed)
+    return results
 
 
 def invoke_main() -> None:

@@ -29,6 +29,7 @@ from ..modeling import build_model
 from ..solver import build_lr_scheduler, build_optimizer, scale_for_world_size
 from ..utils import comm
 from ..utils.cli import add_debug_argument
+from ..utils.cpu_runtime import tune_malloc
 from ..utils.env import collect_env_info, seed_all_rng
 from ..utils.errors import ConfigError, OutputPathError, ResultsMismatchError
 from ..utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardXWriter
@@ -131,8 +132,10 @@ def apply_register_coco(cfg: Any, args: argparse.Namespace) -> None:
 def default_setup(cfg: CfgNode, args: Optional[argparse.Namespace]) -> None:
     """Claim OUTPUT_DIR, set up logging, check the config, log environment, args and config, save config.yaml, seed.
 
-    OUTPUT_DIR is refused when another live run uses it (see solov2.utils.run_lock) or cannot be written.
+    OUTPUT_DIR is refused when another live run uses it (see solov2.utils.run_lock) or cannot be written. Also tunes
+    glibc malloc (solov2.utils.cpu_runtime.tune_malloc) before anything large is allocated.
     """
+    malloc_tuned = tune_malloc()
     output_dir = cfg.OUTPUT_DIR
     rank = comm.get_rank()
     lock_note = None
@@ -153,6 +156,10 @@ def default_setup(cfg: CfgNode, args: Optional[argparse.Namespace]) -> None:
 
     log.info("Rank of current process: %d. World size: %d", rank, comm.get_world_size())
     log.info("Environment info:\n%s", collect_env_info())
+    log.info(
+        "CPU run-time: malloc keeps freed memory for reuse: %s; OMP_WAIT_POLICY=%s; %d intra-op threads",
+        malloc_tuned, os.environ.get("OMP_WAIT_POLICY", "(default)"), torch.get_num_threads(),
+    )
     log.info("Command line arguments: %s", args)
     config_file = getattr(args, "config_file", "") if args is not None else ""
     if config_file:

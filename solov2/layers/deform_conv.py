@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
 from torch.nn.modules.utils import _pair
-from torchvision.ops import deform_conv2d
+
+
+def deform_conv2d(*args: Any, **kwargs: Any) -> torch.Tensor:
+    """torchvision.ops.deform_conv2d, imported on first use.
+
+    Importing torchvision.ops imports torch._dynamo, seconds of start-up for every command, which only models with
+    deformable convolutions need.
+    """
+    from torchvision.ops import deform_conv2d as tv_deform_conv2d
+
+    return tv_deform_conv2d(*args, **kwargs)
 
 from .batch_norm import FoldsNorm, folded_conv_params
 

@@ -58,8 +58,13 @@ def _draw_shape(canvas: np.ndarray, cls: int, rng: np.random.RandomState, h: int
 
 
 def generate_shapes(out_dir: str, num_images: int, seed: int, image_size: Tuple[int, int] = (128, 192),
-                    max_objects: int = MAX_OBJECTS) -> str:
-    """Write `num_images` images and `annotations.json` (COCO, RLE masks of the visible parts) to `out_dir`."""
+                    max_objects: int = MAX_OBJECTS, min_objects: int = 1) -> str:
+    """Write `num_images` images and `annotations.json` (COCO, RLE masks of the visible parts) to `out_dir`.
+
+    Each image draws min_objects..max_objects shapes (fewer are annotated where later shapes hide earlier ones).
+    """
+    if not 1 <= min_objects <= max_objects:
+        raise ValueError(f"Need 1 <= min_objects <= max_objects, got {min_objects} and {max_objects}")
     rng = np.random.RandomState(seed)
     img_dir = os.path.join(out_dir, "images")
     os.makedirs(img_dir, exist_ok=True)
@@ -70,7 +75,7 @@ def generate_shapes(out_dir: str, num_images: int, seed: int, image_size: Tuple[
         img = _background(rng, h, w)
         owner = np.full((h, w), -1, dtype=np.int32)
         objs: List[Tuple[int, Tuple[int, int, int]]] = []
-        for k in range(int(rng.randint(1, max_objects + 1))):
+        for k in range(int(rng.randint(min_objects, max_objects + 1))):
             cls = int(rng.randint(len(SHAPE_CLASSES)))
             canvas = np.zeros((h, w), dtype=np.uint8)
             _draw_shape(canvas, cls, rng, h, w)
@@ -97,7 +102,7 @@ def generate_shapes(out_dir: str, num_images: int, seed: int, image_size: Tuple[
             ann_id += 1
     data = {
         "info": {"description": f"solov2 synthetic shapes, seed {seed}",
-                 "generated_with": _generation_params(num_images, seed, image_size, max_objects)},
+                 "generated_with": _generation_params(num_images, seed, image_size, max_objects, min_objects)},
         "images": images,
         "annotations": annotations,
         "categories": [{"id": k + 1, "name": n, "supercategory": "shape"} for k, n in enumerate(SHAPE_CLASSES)],
@@ -108,10 +113,14 @@ def generate_shapes(out_dir: str, num_images: int, seed: int, image_size: Tuple[
     return json_path
 
 
-def _generation_params(num_images: int, seed: int, image_size: Tuple[int, int], max_objects: int) -> Dict[str, Any]:
+def _generation_params(num_images: int, seed: int, image_size: Tuple[int, int], max_objects: int,
+                       min_objects: int = 1) -> Dict[str, Any]:
     """What determines a generated split's content; stored in its json so a stale split is noticed."""
-    return {"version": GENERATOR_VERSION, "num_images": num_images, "seed": seed, "image_size": list(image_size),
-            "max_objects": max_objects}
+    params = {"version": GENERATOR_VERSION, "num_images": num_images, "seed": seed, "image_size": list(image_size),
+              "max_objects": max_objects}
+    if min_objects != 1:  # recorded only when used, so splits generated before it existed stay valid
+        params["min_objects"] = min_objects
+    return params
 
 
 def _stored_params(json_file: str) -> Optional[Dict[str, Any]]:
@@ -124,7 +133,8 @@ def _stored_params(json_file: str) -> Optional[Dict[str, Any]]:
 
 
 def ensure_shapes_split(root: str, split: str, num_images: int, seed: int,
-                        image_size: Tuple[int, int] = (128, 192)) -> Tuple[str, str]:
+                        image_size: Tuple[int, int] = (128, 192), objects: Tuple[int, int] = (1, MAX_OBJECTS)
+                        ) -> Tuple[str, str]:
     """Generate <root>/shapes/<split> unless it exists with the same parameters; returns (json_file, image_root).
 
     Written to a temporary folder and renamed into place, so an interrupted run never leaves half a split; a split
@@ -132,7 +142,8 @@ def ensure_shapes_split(root: str, split: str, num_images: int, seed: int,
     """
     final = os.path.join(root, "shapes", split)
     json_file = os.path.join(final, "annotations.json")
-    wanted = _generation_params(num_images, seed, image_size, MAX_OBJECTS)
+    min_objects, max_objects = objects
+    wanted = _generation_params(num_images, seed, image_size, max_objects, min_objects)
     if os.path.isfile(json_file):
         stored = _stored_params(json_file)
         if stored == wanted:
@@ -143,7 +154,7 @@ def ensure_shapes_split(root: str, split: str, num_images: int, seed: int,
     stale = None
     try:
         logger.info(f"Generating the synthetic '{split}' split ({num_images} images) in {final} ...")
-        generate_shapes(tmp, num_images, seed, image_size, MAX_OBJECTS)
+        generate_shapes(tmp, num_images, seed, image_size, max_objects, min_objects)
         if os.path.isdir(final):
             if _stored_params(json_file) == wanted:
                 return json_file, os.path.join(final, "images")  # another process replaced it meanwhile

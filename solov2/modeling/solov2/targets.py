@@ -52,7 +52,7 @@ def assign_image_targets(
     sigma: float,
     num_classes: int,
 ) -> List[LevelTargets]:
-    """Assign one image's instances to grid cells on every level (no loop over cells or instances).
+    """Assign one image's instances to grid cells on every level (no loop over cells, instances or levels).
 
     gt_masks: N x h x w bool (image size); gt_boxes: N x 4 XYXY; input_size: padded (H, W) = 4 x mask features.
     An instance goes to every level whose scale range holds sqrt(box w * box h); its positive cells are the
@@ -61,15 +61,14 @@ def assign_image_targets(
     """
     device = gt_masks.device
     n = gt_masks.shape[0]
+    num_levels = len(num_grids)
     up_h, up_w = float(input_size[0]), float(input_size[1])
     boxes = gt_boxes.to(torch.float64)
     bw = boxes[:, 2] - boxes[:, 0]
     bh = boxes[:, 3] - boxes[:, 1]
     areas = torch.sqrt(bw * bh)
-    half_w = 0.5 * bw * sigma
-    half_h = 0.5 * bh * sigma
-    # Row/column pixel counts (exact in float32) give the centre of mass; float32 halves the transient copy
-    # that a bool sum (int64) or a float64 cast would make.
+    # Row/column pixel counts (exact in float32) give the centre of mass; a float32 copy sums 2-3x faster than
+    # the bool masks themselves (count_nonzero, sum) and is half the size of an int64 or float64 one.
     m = gt_masks.to(torch.float32)
     row_mass = m.sum(dim=2).to(torch.float64)  # N x h
     col_mass = m.sum(dim=1).to(torch.float64)  # N x w
@@ -82,37 +81,50 @@ def assign_image_targets(
     center_h = (row_mass * ys).sum(dim=1) / denom
     center_w = (col_mass * xs).sum(dim=1) / denom
 
+    # Every (level, instance) pair whose level takes the instance, level-major: the order of the per-level loop.
+    lo = torch.tensor([float(r[0]) for r in scale_ranges], dtype=torch.float64, device=device)
+    hi = torch.tensor([float(r[1]) for r in scale_ranges], dtype=torch.float64, device=device)
+    hit = valid[None, :] & (areas[None, :] >= lo[:, None]) & (areas[None, :] <= hi[:, None])  # L x N
+    lvl, idx = torch.nonzero(hit, as_tuple=True)
+    grids = torch.tensor([int(g) for g in num_grids], dtype=torch.int64, device=device)
+    grid = grids[lvl]
+    # 1 / grid in float64, as the per-level Python float division gives it, so cells match the reference exactly.
+    cell = 1.0 / grid.to(torch.float64)
+    ch, cw = center_h[idx], center_w[idx]
+    hh, hw = (0.5 * bh * sigma)[idx], (0.5 * bw * sigma)[idx]
+    last_cell = (grid - 1).to(torch.float64)
+    coord_w = torch.div(cw / up_w, cell, rounding_mode="floor")
+    coord_h = torch.div(ch / up_h, cell, rounding_mode="floor")
+    top_box = torch.div((ch - hh) / up_h, cell, rounding_mode="floor").clamp(min=0)
+    down_box = torch.minimum(torch.div((ch + hh) / up_h, cell, rounding_mode="floor"), last_cell)
+    left_box = torch.div((cw - hw) / up_w, cell, rounding_mode="floor").clamp(min=0)
+    right_box = torch.minimum(torch.div((cw + hw) / up_w, cell, rounding_mode="floor"), last_cell)
+    top = torch.maximum(top_box, coord_h - 1).long()
+    down = torch.minimum(down_box, coord_h + 1).long()
+    left = torch.maximum(coord_w - 1, left_box).long()
+    right = torch.minimum(right_box, coord_w + 1).long()
+    # Regions on the largest grid; a smaller level's region stays inside its own S x S corner.
+    s_max = max(int(g) for g in num_grids) if num_levels else 0
+    rows = torch.arange(s_max, device=device)
+    in_rows = (rows[None, :] >= top[:, None]) & (rows[None, :] <= down[:, None])  # K x S_max
+    in_cols = (rows[None, :] >= left[:, None]) & (rows[None, :] <= right[:, None])  # K x S_max
+    region = in_rows[:, :, None] & in_cols[:, None, :]  # K x S_max x S_max
+    pair, r, c = torch.nonzero(region, as_tuple=True)  # pair-major (level, instance), then row, col
+    pair_lvl = lvl[pair]
+    pos_cells = r * grids[pair_lvl] + c
+    pos_inst = idx[pair]
+
+    # The last instance covering a cell sets its class (instances in their given order, per level).
+    flat = (pair_lvl * s_max + r) * s_max + c
+    last = torch.full((num_levels * s_max * s_max,), -1, dtype=torch.int64, device=device)
+    last.scatter_reduce_(0, flat, pos_inst, reduce="amax")
+    classes = torch.cat([gt_classes.to(device=device, dtype=torch.int64),
+                         torch.tensor([num_classes], dtype=torch.int64, device=device)])
+    cate_all = classes[last].view(num_levels, s_max, s_max)  # -1 (no instance) picks the background class
+
+    per_level = torch.bincount(pair_lvl, minlength=num_levels).tolist()
     out: List[LevelTargets] = []
-    for grid, (lo, hi) in zip(num_grids, scale_ranges):
-        cate = torch.full((grid, grid), num_classes, dtype=torch.int64, device=device)
-        hit = valid & (areas >= lo) & (areas <= hi)
-        if n == 0 or not bool(hit.any()):
-            empty = torch.zeros(0, dtype=torch.int64, device=device)
-            out.append(LevelTargets(cate, empty, empty))
-            continue
-        idx = torch.nonzero(hit, as_tuple=False)[:, 0]
-        ch, cw, hh, hw = center_h[idx], center_w[idx], half_h[idx], half_w[idx]
-        coord_w = _floor_div(cw / up_w, grid)
-        coord_h = _floor_div(ch / up_h, grid)
-        top_box = _floor_div((ch - hh) / up_h, grid).clamp(min=0)
-        down_box = _floor_div((ch + hh) / up_h, grid).clamp(max=grid - 1)
-        left_box = _floor_div((cw - hw) / up_w, grid).clamp(min=0)
-        right_box = _floor_div((cw + hw) / up_w, grid).clamp(max=grid - 1)
-        top = torch.maximum(top_box, coord_h - 1).long()
-        down = torch.minimum(down_box, coord_h + 1).long()
-        left = torch.maximum(coord_w - 1, left_box).long()
-        right = torch.minimum(right_box, coord_w + 1).long()
-        rows = torch.arange(grid, device=device)
-        in_rows = (rows[None, :] >= top[:, None]) & (rows[None, :] <= down[:, None])  # K x S
-        in_cols = (rows[None, :] >= left[:, None]) & (rows[None, :] <= right[:, None])  # K x S
-        region = in_rows[:, :, None] & in_cols[:, None, :]  # K x S x S
-        pairs = torch.nonzero(region.reshape(len(idx), -1), as_tuple=False)  # instance-major, then row, col
-        pos_inst = idx[pairs[:, 0]]
-        pos_cells = pairs[:, 1]
-        # The last instance covering a cell sets its class (instances in their given order).
-        order = torch.arange(len(idx), device=device)[:, None, None].expand_as(region)
-        last = torch.where(region, order, torch.full_like(order, -1)).amax(dim=0)  # S x S
-        covered = last >= 0
-        cate[covered] = gt_classes.to(device)[idx][last[covered]]
-        out.append(LevelTargets(cate, pos_cells, pos_inst))
+    for g, cells, insts, cate in zip(num_grids, pos_cells.split(per_level), pos_inst.split(per_level),
+                                     cate_all.unbind(0)):
+        out.append(LevelTargets(cate[:g, :g].contiguous(), cells, insts))
     return out
