@@ -164,3 +164,23 @@ def test_missing_packages_say_what_to_install(monkeypatch):
     monkeypatch.setattr(importlib, "import_module", no_onnx)
     with pytest.raises(MissingDependencyError, match=r'pip install -e "\.\[onnx\]"'):
         export_onnx(torch.nn.Module(), "unused.onnx")
+
+
+def test_a_failed_write_keeps_the_existing_file(exported, tmp_path, monkeypatch):
+    """The file is written beside the target and renamed once checked: a full disk mid-write loses nothing."""
+    model, good = exported
+    target = tmp_path / "model.onnx"
+    target.write_bytes(Path(good).read_bytes())
+    real_save = onnx.save
+
+    def disk_full(proto, path, *args, **kwargs):
+        real_save(proto, path, *args, **kwargs)
+        with open(path, "r+b") as f:
+            f.truncate(100)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(onnx, "save", disk_full)
+    with pytest.raises(UserError, match=r"Cannot write the ONNX file .*model\.onnx.*No space left"):
+        export_onnx(model, str(target), "BGR")
+    assert target.read_bytes() == Path(good).read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..modeling.solov2 import flatten_image_preds, postprocess_image
-from ..utils.errors import ConfigError, UserError
+from ..utils.errors import ConfigError, OutputPathError, UserError
 
 logger = logging.getLogger(__name__)
 
@@ -156,9 +156,19 @@ def export_onnx(
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, str(value)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    onnx.save(proto, path)
-    onnx.checker.check_model(path, full_check=True)
+    # Written beside the target and renamed into place once checked: an interrupted or failed export never leaves a
+    # truncated file, nor destroys a good file of the same name.
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        onnx.save(proto, tmp)
+        onnx.checker.check_model(tmp, full_check=True)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise OutputPathError(f"Cannot write the ONNX file '{path}': {e.strerror or e}") from e
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
 

@@ -9,6 +9,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
+from ..utils.errors import ConfigError
+
 
 class FrozenBatchNorm2d(nn.Module):
     """BatchNorm2d with fixed statistics and affine parameters (buffers, never trained)."""
@@ -181,7 +183,7 @@ def get_norm(norm: Union[str, Callable[[int], nn.Module], None], out_channels: i
             "GN": lambda channels: nn.GroupNorm(32, channels),
         }
         if norm not in table:
-            raise ValueError(f"Unknown norm '{norm}'; choose one of {sorted(table)} or ''.")
+            raise ConfigError(f"Unknown norm '{norm}'; choose one of {sorted(table)} or ''.")
         norm = table[norm]
     return norm(out_channels)
 

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from ...config import configurable
 from ...structures import Boxes, ImageList, Instances
+from ...utils.errors import ConfigError
 from ..backbone import build_backbone
 from ..solov2 import (
     ImageDetections,
@@ -81,28 +82,28 @@ class SOLOv2(nn.Module):
 
         n = len(self.instance_in_features)
         if not (len(self.scale_ranges) == len(self.instance_strides) == len(self.num_grids) == n):
-            raise ValueError(
+            raise ConfigError(
                 "MODEL.SOLOV2.FPN_SCALE_RANGES, FPN_INSTANCE_STRIDES and NUM_GRIDS need one entry per level of "
                 f"INSTANCE_IN_FEATURES ({n}); got {len(self.scale_ranges)}, {len(self.instance_strides)}, "
                 f"{len(self.num_grids)}"
             )
         if self.infer_params.nms_type not in ("matrix", "mask"):
-            raise ValueError(f"MODEL.SOLOV2.NMS_TYPE must be 'matrix' or 'mask', got '{self.infer_params.nms_type}'")
+            raise ConfigError(f"MODEL.SOLOV2.NMS_TYPE must be 'matrix' or 'mask', got '{self.infer_params.nms_type}'")
         if self.infer_params.nms_kernel not in ("gaussian", "linear"):
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.SOLOV2.NMS_KERNEL must be 'gaussian' or 'linear', got '{self.infer_params.nms_kernel}'")
 
         shapes = backbone.output_shape()
         missing = [f for f in self.instance_in_features + self.mask_in_features if f not in shapes]
         if missing:
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.SOLOV2.INSTANCE_IN_FEATURES / MASK_IN_FEATURES name {missing}, but the backbone "
                 f"({type(backbone).__name__}) gives {list(shapes)}"
             )
         self._feature_strides = {name: int(s.stride) for name, s in shapes.items()}
         mask_strides = [self._feature_strides[f] for f in self.mask_in_features]
         if any(b != 2 * a for a, b in zip(mask_strides, mask_strides[1:])):
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.SOLOV2.MASK_IN_FEATURES {self.mask_in_features} have strides {mask_strides}; the mask branch "
                 "upsamples each level by 2 per step, so the strides must double level by level (p2..p5: 4..32)"
             )
@@ -111,7 +112,7 @@ class SOLOv2(nn.Module):
         for f, target in zip(self.instance_in_features, self.instance_strides):
             s = self._feature_strides[f]
             if target % s != 0 and s % target != 0:
-                raise ValueError(
+                raise ConfigError(
                     f"MODEL.SOLOV2.FPN_INSTANCE_STRIDES gives {target} for '{f}', whose stride is {s}: "
                     "a level can only be resized by a power-of-two factor"
                 )
@@ -124,14 +125,14 @@ class SOLOv2(nn.Module):
         """Arguments from a config: the backbone by MODEL.BACKBONE.NAME (unless given), heads, MODEL.SOLOV2.*."""
         c = cfg.MODEL.SOLOV2
         if not c.LOSS.FOCAL_USE_SIGMOID:
-            raise ValueError("MODEL.SOLOV2.LOSS.FOCAL_USE_SIGMOID False (softmax focal loss) is not supported")
+            raise ConfigError("MODEL.SOLOV2.LOSS.FOCAL_USE_SIGMOID False (softmax focal loss) is not supported")
         if backbone is None:
             backbone = build_backbone(cfg)
         shapes = backbone.output_shape()
         for key in ("INSTANCE_IN_FEATURES", "MASK_IN_FEATURES"):
             missing = [f for f in c[key] if f not in shapes]
             if missing:
-                raise ValueError(f"MODEL.SOLOV2.{key} names {missing}, but the backbone gives {list(shapes)}")
+                raise ConfigError(f"MODEL.SOLOV2.{key} names {missing}, but the backbone gives {list(shapes)}")
         return {
             "backbone": backbone,
             "ins_head": SOLOv2InsHead(cfg, [shapes[f] for f in c.INSTANCE_IN_FEATURES]),

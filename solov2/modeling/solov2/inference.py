@@ -9,6 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from ...layers import mask_nms, masks_to_boxes, matrix_nms, point_nms
+from ...utils.errors import ConfigError
 
 
 @dataclass
@@ -97,7 +98,7 @@ def postprocess_image(
     elif params.nms_type == "mask":
         keep = mask_nms(labels, binary.view(-1, hf, wf), areas, cand_scores, iou_threshold=params.mask_thr)
     else:
-        raise ValueError(f"MODEL.SOLOV2.NMS_TYPE must be 'matrix' or 'mask', got '{params.nms_type}'")
+        raise ConfigError(f"MODEL.SOLOV2.NMS_TYPE must be 'matrix' or 'mask', got '{params.nms_type}'")
     keep = torch.nonzero(keep)[:, 0]
     final = keep[torch.argsort(cand_scores[keep], descending=True)[: params.max_per_img]]
     masks = _upsample_masks(soft[final].view(-1, hf, wf), params.mask_thr, input_size, padded_size, output_size)
