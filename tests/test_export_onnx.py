@@ -19,6 +19,7 @@ pytest.importorskip("onnxscript")
 from solov2.checkpoint import Checkpointer  # noqa: E402
 from solov2.engine.predictor import DefaultPredictor  # noqa: E402
 from solov2.export import ExportError, MissingDependencyError, ONNXPredictor, check_exportable, export_onnx  # noqa: E402
+from solov2.export.onnx_export import write_checked_onnx  # noqa: E402
 from solov2.structures import Boxes, Instances  # noqa: E402
 from solov2.utils.errors import UserError  # noqa: E402
 
@@ -166,9 +167,10 @@ def test_missing_packages_say_what_to_install(monkeypatch):
         export_onnx(torch.nn.Module(), "unused.onnx")
 
 
+
 def test_a_failed_write_keeps_the_existing_file(exported, tmp_path, monkeypatch):
     """The file is written beside the target and renamed once checked: a full disk mid-write loses nothing."""
-    model, good = exported
+    _, good = exported
     target = tmp_path / "model.onnx"
     target.write_bytes(Path(good).read_bytes())
     real_save = onnx.save
@@ -181,6 +183,9 @@ def test_a_failed_write_keeps_the_existing_file(exported, tmp_path, monkeypatch)
 
     monkeypatch.setattr(onnx, "save", disk_full)
     with pytest.raises(UserError, match=r"Cannot write the ONNX file .*model\.onnx.*No space left"):
-        export_onnx(model, str(target), "BGR")
+        write_checked_onnx(onnx.load(good), str(target))
     assert target.read_bytes() == Path(good).read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+    monkeypatch.setattr(onnx, "save", real_save)
+    write_checked_onnx(onnx.load(good), str(tmp_path / "sub" / "copy.onnx"))  # creates the folder
+    assert (tmp_path / "sub" / "copy.onnx").read_bytes() == Path(good).read_bytes()

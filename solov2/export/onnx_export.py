@@ -124,7 +124,7 @@ def export_onnx(
     `output_size` (int64 [out_h, out_w]); its outputs `masks` (K x out_h x out_w bool), `scores` (K float, descending),
     `classes` (K int64) and `boxes` (K x 4 float XYXY); K may be 0.
     """
-    onnx = require("onnx", "ONNX export")
+    require("onnx", "ONNX export")  # before the slow capture, not after it
     require("onnxscript", "ONNX export")
     model = copy.deepcopy(model).cpu().eval()
     wrapper = ExportableSOLOv2(model, input_format).eval()
@@ -156,6 +156,13 @@ def export_onnx(
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, str(value)
+    write_checked_onnx(proto, path)
+    return path
+
+
+def write_checked_onnx(proto: Any, path: str) -> None:
+    """Save an ONNX ModelProto to `path`, checked with onnx.checker; all or nothing (a failure keeps the old file)."""
+    onnx = require("onnx", "ONNX export")
     # Written beside the target and renamed into place once checked: an interrupted or failed export never leaves a
     # truncated file, nor destroys a good file of the same name.
     tmp = f"{path}.tmp-{os.getpid()}"
@@ -169,7 +176,6 @@ def export_onnx(
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    return path
 
 
 def export_from_config(cfg: Any, path: str) -> str:
