@@ -94,8 +94,7 @@ def _time_training(cfg: Any, model: torch.nn.Module, args: argparse.Namespace, h
     --train-data dataset loads DATASETS.TRAIN through the training loader as train_net does (reading, decoding,
     augmenting, building Instances); synthetic reuses one random batch of --input-size, so there is no data time.
     """
-    # As train_net runs training (default_setup applies it); inference above was timed without it.
-    malloc_tuned = tune_malloc()
+    malloc_tuned = tune_malloc()  # applied once per process (run() did it already)
     model.train()
     bs = args.train_batch_size
     if args.train_data == "dataset":
@@ -149,6 +148,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     cfg.merge_from_list(args.opts)
     cfg.MODEL.DEVICE = args.device
     h, w = _parse_size(args.input_size)
+    # As the tools run (train_net's default_setup, demo): glibc keeps freed memory mapped. SOLOV2_MALLOC_TUNING=0
+    # measures without it.
+    malloc_tuned = tune_malloc()
     torch.manual_seed(0)
     # Timing does not depend on the weights' values, so nothing is loaded.
     model = build_model(cfg)
@@ -173,7 +175,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     # The eval-mode speedups, each of which can be turned off to measure it.
     set_norm_folding(model, not args.no_fold_bn)
     model.channels_last = not args.no_channels_last
-    result.update(backend=args.backend, fold_bn=not args.no_fold_bn, channels_last=not args.no_channels_last)
+    result.update(backend=args.backend, fold_bn=not args.no_fold_bn, channels_last=not args.no_channels_last,
+                  malloc_tuned=malloc_tuned)
     session = _onnx_session(model, cfg, args, result) if args.backend == "onnxruntime" else None
     for bs in args.batch_sizes:
         batch = [{"image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)} for _ in range(bs)]
@@ -281,7 +284,8 @@ def format_table(r: Dict[str, Any]) -> str:
     head = (f"{r['config']} @ {r['input_size'][0]}x{r['input_size'][1]} on {r['device']}"
             f"{' (AMP)' if r['amp'] else ''}, {r['threads']} threads, candidates: {r['candidates']}, "
             f"backend: {r['backend']}" + ("" if r["backend"] != "pytorch" else
-                                          f" (BN folded: {r['fold_bn']}, channels-last: {r['channels_last']})"))
+                                          f" (BN folded: {r['fold_bn']}, channels-last: {r['channels_last']})")
+            + f", malloc tuned: {r.get('malloc_tuned', False)}")
     lines = [head, f"| {'what':<{w0}} | {'value':<{w1}} |", f"|{'-' * (w0 + 2)}|{'-' * (w1 + 2)}|"]
     lines += [f"| {a:<{w0}} | {b:<{w1}} |" for a, b in rows]
     return "\n".join(lines)
