@@ -62,15 +62,3 @@ def test_tune_malloc_respects_opt_outs():
     assert _run(code, env_extra={"SOLOV2_MALLOC_TUNING": "0"}, drop=_MALLOC_VARS) == "False False"
     assert _run(code, env_extra={"MALLOC_MMAP_THRESHOLD_": "65536"}, drop=_MALLOC_VARS) == "False False"
 
-
-def test_passive_openmp_only_before_torch_and_never_over_the_user():
-    code = (
-        "import os, sys\n"
-        "if sys.argv[1] == 'torch-first':\n"
-        "    import torch\n"
-        "from solov2.utils.cpu_runtime import prefer_passive_openmp\n"
-        "print(prefer_passive_openmp(), os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
-    )
-    assert _run(code, "fresh", drop=("OMP_WAIT_POLICY",)) == "True PASSIVE False"  # the module imports no torch
-    assert _run(code, "torch-first", drop=("OMP_WAIT_POLICY",)) == "False None True"
-    assert _run(code, "fresh", env_extra={"OMP_WAIT_POLICY": "ACTIVE"}) == "False ACTIVE False"

@@ -19,11 +19,6 @@ import logging  # noqa: E402
 import sys  # noqa: E402
 from typing import Any, Dict  # noqa: E402
 
-from solov2.utils.cpu_runtime import prefer_passive_openmp  # noqa: E402  (imports no torch)
-
-# Before torch is imported: libgomp reads OMP_WAIT_POLICY once, when torch loads it.
-prefer_passive_openmp()
-
 from solov2.checkpoint import Checkpointer  # noqa: E402
 from solov2.config import CfgNode, get_cfg  # noqa: E402
 from solov2.engine import DefaultTrainer, default_argument_parser, default_setup, launch  # noqa: E402
