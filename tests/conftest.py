@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: the ../shared test data, a temporary datasets root."""
+"""Shared pytest fixtures: the ../shared test data, a temporary datasets root, single-threaded runs."""
 
 from __future__ import annotations
 
@@ -47,3 +47,12 @@ def _restore_solov2_logger():
     state = (logger.propagate, list(logger.handlers), logger.level)
     yield
     logger.propagate, logger.handlers[:], logger.level = state[0], state[1], state[2]
+
+
+@pytest.fixture
+def one_thread():
+    """Run single-threaded: on a shared 2-core machine, contended OpenMP threads make steps 10-50x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

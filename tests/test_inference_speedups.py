@@ -10,14 +10,6 @@ import pinned_model as pm
 from solov2.layers import Conv2d, FrozenBatchNorm2d, set_norm_folding
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _network(model, images):
     with torch.no_grad():
         return model.network(images)

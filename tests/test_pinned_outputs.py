@@ -15,14 +15,6 @@ def pinned():
     return pm.load_pinned()
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("key", list(pm.CONFIGS))
 def test_inference_is_pinned(key, pinned, one_thread):
     cfg = pm.CONFIGS[key]()

@@ -12,15 +12,6 @@ from solov2.structures import BitMasks, Boxes, Instances
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "SOLOv2"
 
 
-@pytest.fixture
-def one_thread():
-    """Run single-threaded: on a shared 2-core machine, contended OpenMP threads make steps 10-50x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
