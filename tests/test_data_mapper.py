@@ -1,7 +1,5 @@
 """read_image for awkward files, the mapper's checks and augmentation consistency."""
 
-import io
-
 import numpy as np
 import pytest
 import torch

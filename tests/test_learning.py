@@ -7,7 +7,7 @@ import torch
 from solov2.modeling import build_model
 from solov2.structures import BitMasks, Instances
 
-from test_solov2_model import one_thread, small_cfg  # noqa: F401 (one_thread is a fixture)
+from test_solov2_model import small_cfg
 
 SIZE = 192
 
