@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -69,10 +70,15 @@ def test_two_cpu_processes_with_gloo(tmp_path):
     assert infos[0]["total_loss"] == pytest.approx(infos[1]["total_loss"])
 
 
-def test_child_error_propagates(tmp_path):
+def test_child_error_propagates(tmp_path, monkeypatch):
+    # torch pickles a failed child's exception into a temporary file that it reads but never deletes.
+    temp_dir = tmp_path / "tmp"
+    temp_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp_dir))
     # Which failure torch reports first is a race: rank 1's own error, or rank 0's barrier losing its peer.
     with pytest.raises(Exception, match="boom from rank 1|(closed|reset) by peer"):
         launch(_failing_worker, 2, dist_url="auto", args=(str(tmp_path),))
+    assert not list(temp_dir.glob("pytorch-errorfile-*")), "the children's error files were left behind"
 
 
 def test_launch_argument_errors_and_single_process(tmp_path):

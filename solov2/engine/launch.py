@@ -79,14 +79,20 @@ def launch(
 
     with collect_child_user_errors() as child_errors:
         try:
-            # start_processes with join=True raises in the parent when a child fails: a non-zero exit status.
-            mp.start_processes(
+            context = mp.start_processes(
                 _distributed_worker,
                 nprocs=num_gpus_per_machine,
                 args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, tuple(args), timeout),
                 daemon=False,
                 start_method="spawn",
+                join=False,
             )
+            try:
+                # join() raises in the parent when a child fails (an exception or a non-zero exit status).
+                while not context.join():
+                    pass
+            finally:
+                _remove_error_files(context.error_files)
         except Exception:
             messages = child_errors()
             if not messages:
@@ -94,6 +100,16 @@ def launch(
             # The processes that failed only because a peer left ("connection closed by peer") failed because of
             # these user errors: report the cause, once, instead of their tracebacks.
             raise UserError(" | ".join(messages)) from None
+
+
+def _remove_error_files(paths: Sequence[Optional[str]]) -> None:
+    """Delete the files in which torch's spawned children pickled their exceptions (torch reads, never removes them)."""
+    for path in paths:
+        if path and os.path.exists(path):
+            try:
+                os.remove(path)
+            except OSError:  # another user's /tmp policy, a race with a cleaner: a stray file is not worth an error
+                pass
 
 
 def _distributed_worker(
