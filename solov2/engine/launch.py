@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -105,11 +106,10 @@ def launch(
 def _remove_error_files(paths: Sequence[Optional[str]]) -> None:
     """Delete the files in which torch's spawned children pickled their exceptions (torch reads, never removes them)."""
     for path in paths:
-        if path and os.path.exists(path):
-            try:
+        if path:
+            # Absent when that child did not raise; a stray file (a /tmp cleaner's race) is not worth an error.
+            with contextlib.suppress(OSError):
                 os.remove(path)
-            except OSError:  # another user's /tmp policy, a race with a cleaner: a stray file is not worth an error
-                pass
 
 
 def _distributed_worker(
