@@ -52,7 +52,7 @@ def require_mmdet() -> None:
 def import_mmdet_models() -> Any:
     """Import mmdet.models (with the mmcv._ext stand-in when the compiled ops are absent) and register its modules."""
     require_mmdet()
-    if importlib.util.find_spec("mmcv._ext") is None and "mmcv._ext" not in sys.modules:
+    if "mmcv._ext" not in sys.modules and importlib.util.find_spec("mmcv._ext") is None:
         sys.modules["mmcv._ext"] = _MissingCompiledOps("mmcv._ext")
     import mmdet.models  # noqa: F401
     from mmdet.utils import register_all_modules
