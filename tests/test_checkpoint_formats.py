@@ -75,7 +75,7 @@ def _ours(predictor, image):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,images", [("R50_3x", 2), ("Light_448_R18_3x", 3)])
+@pytest.mark.parametrize("name,images", [("R50_3x", 1), ("Light_448_R18_3x", 3)])
 def test_mmdet3_checkpoint_gives_mmdetections_answers(name, images, shared_data, tmp_path, caplog):
     """Random weights saved as mmdetection writes them; its inference vs ours through MODEL.WEIGHTS."""
     mm = build_mmdet_solov2(name, cls_bias=-4.0)
@@ -92,6 +92,7 @@ def test_mmdet3_checkpoint_gives_mmdetections_answers(name, images, shared_data,
     print(name, figures)
 
 
+@pytest.mark.slow
 def test_solo_format_loads_the_same_tensors(tmp_path, caplog):
     """An original-SOLO checkpoint (mmdetection 3.x's tensors under SOLO's names) gives the very same model."""
     mm = build_mmdet_solov2("Light_448_R18_3x", seed=1)
@@ -133,8 +134,9 @@ def _mmdet_dcn_state(name: str):
     return {k: (torch.randn(v.shape, generator=g) if v.dtype.is_floating_point else v) for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("name,solo_names", [("R101_DCN_3x", False), ("X101_DCN_3x", False),
-                                             ("Light_512_DCN_R50_3x", True)])
+@pytest.mark.parametrize("name,solo_names", [
+    pytest.param("R101_DCN_3x", False, marks=pytest.mark.slow), pytest.param("X101_DCN_3x", False, marks=pytest.mark.slow),
+    ("Light_512_DCN_R50_3x", True)])
 def test_dcn_state_dicts_load_strictly(name, solo_names, tmp_path):
     """Every tensor of mmdetection's DCN model lands in ours with its shape, and nothing is missing or left over."""
     state = _mmdet_dcn_state(name)
