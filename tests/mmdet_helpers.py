@@ -135,12 +135,16 @@ def mmdet_predict(model: torch.nn.Module, bgr: np.ndarray, size: tuple) -> Dict[
 
 
 def match_instances(ours: Dict[str, np.ndarray], theirs: Dict[str, np.ndarray], score_tol: float = 1e-3,
-                    min_iou: float = 0.99) -> Dict[str, float]:
+                    min_iou: float = 0.99, loose_below: float = 0.0) -> Dict[str, float]:
     """Match every instance of `theirs` to one of `ours` with the same class, a score within `score_tol` and the
-    best mask IoU (order free among near-tied scores); returns {"count", "max_score_diff", "min_iou"}."""
-    assert len(ours["scores"]) == len(theirs["scores"]), (len(ours["scores"]), len(theirs["scores"]))
+    best mask IoU (order free among near-tied scores), and leave none of ours unmatched.
+
+    Instances scoring below `loose_below` may go unmatched on either side: at a cut (the last kept score when
+    MAX_PER_IMG instances are kept, or the final score threshold) rounding may move a near-tied one across.
+    Returns {"count", "unmatched", "max_score_diff", "min_iou"}.
+    """
     free: List[int] = list(range(len(ours["scores"])))
-    max_diff, worst_iou = 0.0, 1.0
+    max_diff, worst_iou, unmatched = 0.0, 1.0, 0
     for i in range(len(theirs["scores"])):
         best: Optional[tuple] = None
         for j in free:
@@ -154,9 +158,15 @@ def match_instances(ours: Dict[str, np.ndarray], theirs: Dict[str, np.ndarray], 
             iou = 1.0 if union == 0 else float(np.logical_and(a, b).sum()) / float(union)
             if best is None or iou > best[1]:
                 best = (j, iou, diff)
+        if best is None and theirs["scores"][i] < loose_below:
+            unmatched += 1
+            continue
         assert best is not None, f"instance {i} (class {theirs['labels'][i]}, score {theirs['scores'][i]:.5f}) unmatched"
         j, iou, diff = best
         assert iou >= min_iou, f"instance {i}: best mask IoU {iou:.4f} < {min_iou}"
         free.remove(j)
         max_diff, worst_iou = max(max_diff, diff), min(worst_iou, iou)
-    return {"count": len(theirs["scores"]), "max_score_diff": max_diff, "min_iou": worst_iou}
+    left = [float(ours["scores"][j]) for j in free]
+    assert all(s < loose_below for s in left), f"{len(left)} of our instances unmatched, scores {left[:5]}"
+    unmatched += len(left)
+    return {"count": len(theirs["scores"]), "unmatched": unmatched, "max_score_diff": max_diff, "min_iou": worst_iou}

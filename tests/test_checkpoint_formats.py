@@ -75,7 +75,7 @@ def _ours(predictor, image):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,images", [("R50_3x", 1), ("Light_448_R18_3x", 3)])
+@pytest.mark.parametrize("name,images", [("R50_3x", 1), ("Light_448_R18_3x", 2)])
 def test_mmdet3_checkpoint_gives_mmdetections_answers(name, images, shared_data, tmp_path, caplog):
     """Random weights saved as mmdetection writes them; its inference vs ours through MODEL.WEIGHTS."""
     mm = build_mmdet_solov2(name, cls_bias=-4.0)
@@ -88,7 +88,11 @@ def test_mmdet3_checkpoint_gives_mmdetections_answers(name, images, shared_data,
     for image in _photos(shared_data, images):
         theirs = mmdet_predict(mm, image, TEST_SIZE)
         assert 10 <= len(theirs["scores"]) <= 100  # enough instances to compare, few enough to stay cheap
-        figures.append(match_instances(_ours(predictor, image), theirs, score_tol=1e-3, min_iou=0.99))
+        # Near the cuts (the 100th score when 100 are kept, the final threshold) a near-tie may cross either way.
+        cut = max(float(theirs["scores"].min()) if len(theirs["scores"]) == 100 else 0.0, 0.05) + 1e-3
+        figures.append(match_instances(_ours(predictor, image), theirs, score_tol=1e-3, min_iou=0.99,
+                                       loose_below=cut))
+        assert figures[-1]["unmatched"] <= 2
     print(name, figures)
 
 
