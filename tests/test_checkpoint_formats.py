@@ -220,3 +220,15 @@ def test_convert_checkpoint_writes_our_format(tmp_path):
         convert_checkpoint(str(tmp_path / "solo.pth"), str(tmp_path / "bad.pth"),
                            build_model(_cfg("Light_448_R50_3x")))
     assert not (tmp_path / "bad.pth").exists()
+
+
+def test_unknown_mmdet_tensors_are_reported_not_fatal(tmp_path, caplog):
+    """A tensor that is no SOLOv2 parameter (e.g. added by a training hook) is listed as unexpected; the rest loads."""
+    state = _mmdet_dcn_state("Light_448_R18_3x")
+    state["ema_mask_head.conv_cls.weight"] = torch.zeros(1)
+    torch.save({"meta": {}, "state_dict": state}, tmp_path / "w.pth")
+    model = build_model(_cfg("Light_448_R18_3x"))
+    with caplog.at_level(logging.INFO, logger="solov2"):
+        Checkpointer(model).load(str(tmp_path / "w.pth"))
+    assert "unexpected in checkpoint" in caplog.text and "ema_mask_head.conv_cls.weight" in caplog.text
+    assert torch.equal(model.ins_head.cate_pred.weight, state["mask_head.conv_cls.weight"])

@@ -14,6 +14,7 @@ pickle), `convert_weights(data, model_keys)` returns `(state_dict, format_name, 
 
 from __future__ import annotations
 
+import logging
 import pickle
 import re
 from typing import Any, Collection, Dict, List, Mapping, Optional, Tuple
@@ -29,6 +30,8 @@ from .converters import (
     is_torchvision_resnet,
     torchvision_resnet_name,
 )
+
+logger = logging.getLogger(__name__)
 
 OURS = "solov2 (ours / Detectron2-based SOLOv2 release)"
 OURS_PICKLE = "pickle with solov2 parameter names (Detectron2 style)"
@@ -192,13 +195,11 @@ def convert_mmdet3_solov2(state: Mapping[str, Any], bottom_up: str) -> Dict[str,
                 name = f"{fpn}{kind}{int(m.group(2)) + 2}.{m.group(3)}"
         elif key.startswith("mask_head."):
             name = _head_name(key[len("mask_head."):], offset_convs)
-        if name is None:
+        if name is None:  # kept under its own name: the loader reports it as unexpected
             unknown.append(key)
-        else:
-            out[name] = torch.as_tensor(value)
+            name = key
+        out[name] = torch.as_tensor(value)
     if unknown:
-        raise CheckpointError(
-            f"{len(unknown)} parameter(s) of this mmdetection SOLOv2 checkpoint have no counterpart in solov2 "
-            f"(e.g. {unknown[:3]}): is it a SOLOv2 checkpoint?"
-        )
+        logger.warning(f"{len(unknown)} tensor(s) of this mmdetection checkpoint are no SOLOv2 parameters solov2 "
+                       f"knows, kept under their names: {unknown[:5]}")
     return out
