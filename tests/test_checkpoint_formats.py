@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 import torch
 

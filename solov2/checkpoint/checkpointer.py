@@ -1,4 +1,4 @@
-"""Checkpointer: atomic saves, and loading of our, published SOLOv2, MSRA pickle and torchvision weights."""
+"""Checkpointer: atomic saves, and loading of every weight format solov2 reads (see formats.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from fvcore.common.checkpoint import _IncompatibleKeys
 from ..utils import comm
 from ..utils.errors import CheckpointError, CheckpointNotFoundError, CheckpointSaveError
 from ..utils.file_io import PathManager
-from .formats import MMDET3, MSRA, SOLO, TORCHVISION, convert_weights, read_weights_file
+from .formats import MMDET3, MSRA, SOLO, convert_weights, read_weights_file
 
 MMDET_PIXEL_MEAN = [123.675, 116.28, 103.53]  # RGB, as mmdetection's and torchvision's ImageNet weights expect
 MMDET_PIXEL_STD = [58.395, 57.12, 57.375]
@@ -25,8 +25,6 @@ MMDET_PIXEL_STD = [58.395, 57.12, 57.375]
 _FORMAT_NOTES = {
     MSRA: "; they expect BGR 0-255 input with MODEL.PIXEL_STD [1, 1, 1] and MODEL.RESNETS.STRIDE_IN_1X1 True "
           "(the defaults)",
-    TORCHVISION: "; they expect INPUT.FORMAT RGB, MODEL.PIXEL_STD [58.395, 57.12, 57.375] and "
-                 "MODEL.RESNETS.STRIDE_IN_1X1 False",
     MMDET3: ", converted to solov2's names",
     SOLO: ", converted to solov2's names",
 }
