@@ -18,7 +18,6 @@ from mmdet_helpers import (
     save_mmdet_checkpoint,
 )
 from solov2.checkpoint import Checkpointer, convert_weights
-from solov2.checkpoint.convert import convert_checkpoint
 from solov2.checkpoint.convert import main as convert_main
 from solov2.checkpoint.formats import MMDET3, OURS, SOLO
 from solov2.config import get_cfg
@@ -216,8 +215,11 @@ def test_convert_checkpoint_writes_our_format(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     # Weights of another family do not fit the config: refused, nothing written.
     with pytest.raises(CheckpointError, match="do not fit the config's model"):
-        convert_checkpoint(str(tmp_path / "solo.pth"), str(tmp_path / "bad.pth"),
-                           build_model(_cfg("Light_448_R50_3x")))
+        convert_main([str(tmp_path / "solo.pth"), str(tmp_path / "bad.pth"), "--config-file",
+                      str(MMDET_CONFIGS / "Light_448_R34_3x.yaml")])
+    with pytest.raises(CheckpointError, match="do not fit the config's model"):
+        convert_main([str(tmp_path / "solo.pth"), str(tmp_path / "bad.pth"), "--config-file", cfg_file,
+                      "--opts", "MODEL.SOLOV2.NUM_CLASSES", "3"])
     assert not (tmp_path / "bad.pth").exists()
 
 

@@ -60,7 +60,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("output", metavar="OUT", help="the .pth file to write")
     p.add_argument("--config-file", metavar="FILE", default="",
                    help="also check that the weights fit this config's model exactly")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides (with --config-file)")
+    p.add_argument("--opts", nargs="*", default=[], metavar="KEY VALUE",
+                   help="config overrides for --config-file, as in demo/demo.py")
     return p
 
 
