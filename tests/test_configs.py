@@ -48,12 +48,28 @@ PUBLISHED = {
         "INPUT.MIN_SIZE_TEST": 512, "INPUT.MAX_SIZE_TEST": 852},
 }
 # Deformable convs (kind, count per part of the built model): one per res3-res5 block, every conv of the two
-# towers, and for DCNv2 the mask branch's 3x3 convs (1 + 1 + 2 + 3).
+# towers, and for DCNv2 the mask branch's 3x3 convs (1 + 1 + 2 + 3); the mmdetection/SOLO forms also the mask
+# branch's last 1x1 conv (R101/X101-DCN) or only the last conv of each tower (light DCN).
 DEFORMABLE = {
-    "R101_DCN_3x": ("ModulatedDeformConv", {"bottom_up": 4 + 23 + 3, "ins_head": 2 * 4, "mask_head": 7}),
-    "X101_DCN_3x": ("ModulatedDeformConv", {"bottom_up": 4 + 23 + 3, "ins_head": 2 * 4, "mask_head": 7}),
-    "Light_512_DCN_R50_3x": ("DeformConv", {"bottom_up": 4 + 6 + 3, "ins_head": 2 * 3}),
+    "SOLOv2/R101_DCN_3x": ("ModulatedDeformConv", {"bottom_up": 4 + 23 + 3, "ins_head": 2 * 4, "mask_head": 7}),
+    "SOLOv2/X101_DCN_3x": ("ModulatedDeformConv", {"bottom_up": 4 + 23 + 3, "ins_head": 2 * 4, "mask_head": 7}),
+    "SOLOv2/Light_512_DCN_R50_3x": ("DeformConv", {"bottom_up": 4 + 6 + 3, "ins_head": 2 * 3}),
+    "SOLOv2/mmdet/R101_DCN_3x": ("ModulatedDeformConv", {"bottom_up": 4 + 23 + 3, "ins_head": 2 * 4, "mask_head": 8}),
+    "SOLOv2/mmdet/X101_DCN_3x": ("ModulatedDeformConv", {"bottom_up": 4 + 23 + 3, "ins_head": 2 * 4, "mask_head": 8}),
+    "SOLOv2/mmdet/Light_512_DCN_R50_3x": ("DeformConv", {"bottom_up": 4 + 6 + 3, "ins_head": 2}),
 }
+# The mmdetection 3.x / original SOLO forms (configs/SOLOv2/mmdet/): the family's settings, plus what their weights
+# need (stride in the 3x3 conv, RGB input normalised by the ImageNet statistics) and their DCN layout.
+MMDET_INPUT = {"MODEL.RESNETS.STRIDE_IN_1X1": False, "INPUT.FORMAT": "RGB",
+               "MODEL.PIXEL_MEAN": [123.675, 116.28, 103.53], "MODEL.PIXEL_STD": [58.395, 57.12, 57.375]}
+MMDET = {name: {**PUBLISHED[name], **MMDET_INPUT} for name in PUBLISHED if name != "R50_1x"}
+MMDET["R101_DCN_3x"]["MODEL.SOLOV2.USE_DCN_IN_MASK_PRED"] = True
+MMDET["X101_DCN_3x"]["MODEL.SOLOV2.USE_DCN_IN_MASK_PRED"] = True
+MMDET["Light_512_DCN_R50_3x"]["MODEL.SOLOV2.DCN_LAST_INSTANCE_CONV_ONLY"] = True
+for _name in ("R101_DCN_3x", "X101_DCN_3x", "Light_512_DCN_R50_3x"):
+    PUBLISHED[_name].setdefault("MODEL.SOLOV2.USE_DCN_IN_MASK_PRED", False)
+    PUBLISHED[_name]["MODEL.SOLOV2.DCN_LAST_INSTANCE_CONV_ONLY"] = False
+EXPECTED = {**{f"SOLOv2/{k}": v for k, v in PUBLISHED.items()}, **{f"SOLOv2/mmdet/{k}": v for k, v in MMDET.items()}}
 
 
 def _load(path: Path):
@@ -70,14 +86,16 @@ def _value(cfg, key: str):
 
 
 def test_every_published_variant_has_a_config():
-    assert set(PUBLISHED) <= {p.stem for p in CONFIGS}
+    rel = {p.relative_to(REPO / "configs").with_suffix("").as_posix() for p in CONFIGS}
+    assert set(EXPECTED) <= rel
 
 
-@pytest.mark.parametrize("name", sorted(PUBLISHED))
+@pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_published_hyper_parameters(name):
-    cfg = _load(REPO / "configs" / "SOLOv2" / f"{name}.yaml")
-    for key, expected in PUBLISHED[name].items():
+    cfg = _load(REPO / "configs" / f"{name}.yaml")
+    for key, expected in EXPECTED[name].items():
         value = _value(cfg, key)
+        value = [float(v) for v in value] if key.startswith("MODEL.PIXEL") else value
         value = list(value) if isinstance(expected, list) else value
         if isinstance(expected, tuple):
             value = tuple(tuple(v) if isinstance(v, (list, tuple)) else v for v in value)
@@ -109,6 +127,6 @@ def test_config_builds_and_runs(path):
         if type(m).__name__ in ("DeformConv", "ModulatedDeformConv"):
             kinds[type(m).__name__] += 1
             parts[name.split(".")[1] if name.startswith("backbone") else name.split(".")[0]] += 1
-    kind, expected = DEFORMABLE.get(path.stem, (None, {}))
+    kind, expected = DEFORMABLE.get(path.relative_to(REPO / "configs").with_suffix("").as_posix(), (None, {}))
     assert dict(parts) == expected
     assert set(kinds) == ({kind} if kind else set())

@@ -224,7 +224,7 @@ def test_published_checkpoint_names_and_loading(published_yaml, reference_state_
     assert all(torch.all(loaded[k] == torch.tensor(v)) for k, v in values.items())
 
 
-@pytest.mark.parametrize("name", ["R50_3x", "Light_448_R18_3x", "Light_512_DCN_R50_3x"])
+@pytest.mark.parametrize("name", ["R50_3x", "Light_448_R18_3x", "Light_512_DCN_R50_3x", "mmdet/Light_512_DCN_R50_3x"])
 def test_state_dict_equals_the_native_models(name):
     path = str(REPO / "configs" / "SOLOv2" / f"{name}.yaml")
     cfg = d2_cfg()

@@ -141,7 +141,8 @@ def test_export_tool_names_the_key_it_cannot_export(tmp_path):
     assert "Traceback" not in r.stderr and not (tmp_path / "x.onnx").exists()
 
 
-@pytest.mark.parametrize("key", ["MODEL.SOLOV2.USE_DCN_IN_INSTANCE", "MODEL.SOLOV2.USE_DCN_IN_MASK"])
+@pytest.mark.parametrize("key", ["MODEL.SOLOV2.USE_DCN_IN_INSTANCE", "MODEL.SOLOV2.USE_DCN_IN_MASK",
+                                 "MODEL.SOLOV2.USE_DCN_IN_MASK_PRED"])
 def test_deformable_convs_are_refused_by_name(key):
     cfg = pm.CONFIGS["small"]()
     section, leaf = key.rsplit(".", 1)

@@ -1,11 +1,10 @@
-"""Checkpointer: atomic saves, and loading of our, published SOLOv2, MSRA pickle and torchvision weights."""
+"""Checkpointer: atomic saves, and loading of every weight format solov2 reads (see formats.py)."""
 
 from __future__ import annotations
 
 import errno
 import logging
 import os
-import pickle
 import re
 import uuid
 from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional
@@ -17,7 +16,18 @@ from fvcore.common.checkpoint import _IncompatibleKeys
 from ..utils import comm
 from ..utils.errors import CheckpointError, CheckpointNotFoundError, CheckpointSaveError
 from ..utils.file_io import PathManager
-from .converters import convert_c2_msra_resnet, convert_torchvision_resnet, is_c2_msra_resnet, is_torchvision_resnet
+from .formats import MMDET3, MSRA, SOLO, convert_weights, read_weights_file
+
+MMDET_PIXEL_MEAN = [123.675, 116.28, 103.53]  # RGB, as mmdetection's and torchvision's ImageNet weights expect
+MMDET_PIXEL_STD = [58.395, 57.12, 57.375]
+
+# What a format's weights expect of the config, said once when they are read.
+_FORMAT_NOTES = {
+    MSRA: "; they expect BGR 0-255 input with MODEL.PIXEL_STD [1, 1, 1] and MODEL.RESNETS.STRIDE_IN_1X1 True "
+          "(the defaults)",
+    MMDET3: ", converted to solov2's names",
+    SOLO: ", converted to solov2's names",
+}
 
 REMOTE_PREFIXES = ("detectron2://", "http://", "https://", "s3://", "gs://")
 
@@ -213,22 +223,23 @@ class Checkpointer(_FvCheckpointer):
         return self.load(path, checkpointables=[])
 
     def _load_model(self, checkpoint: Any) -> _IncompatibleKeys:
-        """Load the model's weights; a checkpoint sharing no parameter with the model is refused, not ignored."""
-        model_keys = set(self.model.state_dict().keys())
-        ckpt_keys = set(checkpoint.get("model", {}).keys()) if isinstance(checkpoint.get("model"), dict) else set()
+        """Load the model's weights; a checkpoint sharing no parameter with the model is refused before any of the
+        model's tensors changes (loading itself rewrites some buffers, e.g. FrozenBN's running_var)."""
+        model_state = self.model.state_dict()
+        state = checkpoint.get("model", {}) if isinstance(checkpoint.get("model"), dict) else {}
+        ckpt_keys = set(state)
         if ckpt_keys and all(k.startswith("module.") for k in ckpt_keys):  # saved from a DDP model; fvcore strips it
-            ckpt_keys = {k[len("module."):] for k in ckpt_keys}
-        incompatible = super()._load_model(checkpoint)
+            state = {k[len("module."):]: v for k, v in state.items()}
         # BN's num_batches_tracked counters match in any two ResNets: they say nothing about the weights.
-        loaded = {k for k in ckpt_keys & model_keys if not k.endswith("num_batches_tracked")}
-        loaded -= {k for k, _, _ in incompatible.incorrect_shapes}
-        if ckpt_keys and model_keys and not loaded:
+        fitting = [k for k, v in state.items() if k in model_state and not k.endswith("num_batches_tracked")
+                   and tuple(getattr(v, "shape", ())) == tuple(model_state[k].shape)]
+        if state and model_state and not fitting:
             raise CheckpointError(
-                f"None of the {len(ckpt_keys)} parameters in the checkpoint fits this model (checkpoint keys look "
-                f"like '{sorted(ckpt_keys)[0]}', the model's like '{sorted(model_keys)[0]}'): is it a checkpoint of "
+                f"None of the {len(state)} parameters in the checkpoint fits this model (checkpoint keys look "
+                f"like '{sorted(state)[0]}', the model's like '{sorted(model_state)[0]}'): is it a checkpoint of "
                 "another kind of model?"
             )
-        return incompatible
+        return super()._load_model(checkpoint)
 
     def _load_checkpointables(self, checkpoint: Dict[str, Any], names: List[str], path: str) -> None:
         """Restore optimizer/scheduler/... state; one that does not fit this run's config names the culprit."""
@@ -246,65 +257,27 @@ class Checkpointer(_FvCheckpointer):
                 if isinstance(obj, torch.optim.Optimizer):
                     _check_optimizer_state(obj, path)
 
-    def _bottom_up_prefix(self) -> str:
-        """Where the ResNet's `stem.conv1.weight` lives in this model (FPN model, bare backbone or ResNet)."""
-        keys = self.model.state_dict().keys()
-        for prefix in ("backbone.bottom_up.", "backbone.", ""):
-            if f"{prefix}stem.conv1.weight" in keys:
-                return prefix
-        return "backbone.bottom_up."
-
     def _load_file(self, filename: str) -> Dict[str, Any]:
-        """Read any supported format and return {"model": state_dict with our names, ...}."""
-        if filename.endswith(".pkl"):
-            with PathManager.open(filename, "rb") as f:
-                try:
-                    data = pickle.load(f, encoding="latin1")
-                except Exception as e:
-                    raise CheckpointError(f"Cannot read weight pickle '{filename}': {e}") from e
-            return self._from_pickle(filename, data)
-        with PathManager.open(filename, "rb") as f:
-            try:
-                data = torch.load(f, map_location=torch.device("cpu"), weights_only=False)
-            except Exception as e:  # torch's own messages ("invalid load key", "central directory") say little
-                raise CheckpointError(
-                    f"Cannot read checkpoint '{filename}' (the file is truncated or not a PyTorch checkpoint): {e}"
-                ) from e
-        if not isinstance(data, dict):
-            raise CheckpointError(f"Checkpoint '{filename}' holds a {type(data).__name__}, not a dict")
-        if "model" in data:
-            if not isinstance(data["model"], dict):
-                raise CheckpointError(f"Checkpoint '{filename}': 'model' holds a {type(data['model']).__name__}, "
-                                 f"not a state dict")
-            return data  # ours, or a published SOLOv2 checkpoint ({"model": state_dict})
-        if "state_dict" in data and isinstance(data["state_dict"], dict):
-            data = data["state_dict"]
-        if is_torchvision_resnet(data):
-            self.logger.info(f"Converting torchvision ResNet weights from {filename}")
-            return {"model": convert_torchvision_resnet(data, self._bottom_up_prefix())}
-        return {"model": data}
+        """Read any supported format and return {"model": state_dict with our names, ...}, logging the format."""
+        state, fmt, extra = convert_weights(read_weights_file(filename), self.model.state_dict().keys(), filename)
+        self.logger.info(f"Weights in '{filename}' are in the {fmt} format{_FORMAT_NOTES.get(fmt, '')}")
+        if fmt in (MMDET3, SOLO):
+            self._warn_if_not_mmdet_input(filename)
+        return {**extra, "model": state}
 
-    def _from_pickle(self, filename: str, data: Any) -> Dict[str, Any]:
-        """A .pkl's content -> {"model": state_dict}: MSRA Caffe2 blobs are renamed, our names kept."""
-        if not isinstance(data, dict):
-            raise CheckpointError(f"'{filename}' holds a {type(data).__name__}, not a dict of weights")
-        if "blobs" in data:
-            blobs = data["blobs"]
-        elif "model" in data and isinstance(data["model"], dict):
-            blobs = data["model"]
-        else:
-            blobs = data
-        if not isinstance(blobs, dict):
-            raise CheckpointError(f"'{filename}': expected a dict of arrays, got a {type(blobs).__name__}")
-        if is_c2_msra_resnet(blobs):
-            self.logger.info(
-                f"Converting MSRA Caffe2 ResNet weights from {filename}; they expect BGR 0-255 input with "
-                f"MODEL.PIXEL_STD [1, 1, 1] and MODEL.RESNETS.STRIDE_IN_1X1 True (the defaults)"
+    def _warn_if_not_mmdet_input(self, filename: str) -> None:
+        """mmdetection's ResNets stride in the 3x3 conv and take RGB input normalised by ImageNet statistics."""
+        std = getattr(self.model, "pixel_std", None)
+        bad_std = isinstance(std, torch.Tensor) and not torch.allclose(
+            std.flatten().cpu(), torch.tensor(MMDET_PIXEL_STD, dtype=std.dtype), atol=1e-3)
+        stride_in_1x1 = any(getattr(getattr(m, "conv1", None), "stride", (1,))[0] > 1 and hasattr(m, "conv3")
+                            for m in self.model.modules())
+        if bad_std or stride_in_1x1:
+            self.logger.warning(
+                f"'{filename}' holds mmdetection weights, which need MODEL.RESNETS.STRIDE_IN_1X1 False, INPUT.FORMAT "
+                f"RGB, MODEL.PIXEL_MEAN {MMDET_PIXEL_MEAN} and MODEL.PIXEL_STD {MMDET_PIXEL_STD}: this model differs, "
+                "so its answers will be wrong. Use a config of configs/SOLOv2/mmdet/."
             )
-            return {"model": convert_c2_msra_resnet(blobs, self._bottom_up_prefix())}
-        # A Detectron2-style pickle already using our parameter names (numpy arrays become tensors in fvcore).
-        self.logger.info(f"Reading weights with our parameter names from {filename}")
-        return {"model": {k: v for k, v in blobs.items() if not k.startswith("__")}}
 
     def _log_incompatible_keys(self, incompatible: _IncompatibleKeys) -> None:
         """Log missing, unexpected and shape-mismatched keys as one table (mismatched ones were skipped)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 import torch
@@ -58,27 +58,40 @@ def convert_c2_msra_resnet(blobs: Mapping[str, Any], prefix: str) -> Dict[str, t
 _TV_BN = re.compile(r"bn(\d)\.(weight|bias|running_mean|running_var)$")
 
 
+def torchvision_resnet_name(key: str) -> Optional[str]:
+    """One torchvision/mmdetection ResNet parameter name -> ours (without prefix); None for fc and unknown keys.
+
+    mmdetection's deformable 3x3 conv keeps its offset conv inside (`layerS.B.conv2.conv_offset.*`, named
+    `conv_offset_mask` by old releases, or `conv2_offset` beside it): ours is Detectron2's `resS+1.B.conv2_offset`.
+    """
+    if key == "conv1.weight":
+        return "stem.conv1.weight"
+    if key.startswith("bn1."):
+        return "stem.conv1.norm." + key[len("bn1."):]
+    m = re.fullmatch(r"layer(\d)\.(\d+)\.(.+)", key)
+    if not m:
+        return None
+    stage, block, rest = int(m.group(1)) + 1, m.group(2), m.group(3)
+    off = re.fullmatch(r"conv2(?:\.conv_offset(?:_mask)?|_offset)\.(weight|bias)", rest)
+    if off:
+        return f"res{stage}.{block}.conv2_offset.{off.group(1)}"
+    rest = rest.replace("downsample.0.", "shortcut.").replace("downsample.1.", "shortcut.norm.")
+    bn = _TV_BN.match(rest)
+    if bn:
+        rest = f"conv{bn.group(1)}.norm.{bn.group(2)}"
+    return f"res{stage}.{block}.{rest}"
+
+
 def convert_torchvision_resnet(state: Mapping[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
     """torchvision ResNet state dict -> {prefix + our name: tensor} (fc and num_batches_tracked dropped)."""
     out: Dict[str, torch.Tensor] = {}
     for k, v in state.items():
         if k.startswith("fc.") or k.endswith("num_batches_tracked"):
             continue
-        if k == "conv1.weight":
-            name = "stem.conv1.weight"
-        elif k.startswith("bn1."):
-            name = "stem.conv1.norm." + k[len("bn1."):]
-        else:
-            m = re.fullmatch(r"layer(\d)\.(\d+)\.(.+)", k)
-            if not m:
-                logger.warning(f"torchvision weights: ignoring unknown key '{k}'")
-                continue
-            stage, block, rest = int(m.group(1)) + 1, m.group(2), m.group(3)
-            rest = rest.replace("downsample.0.", "shortcut.").replace("downsample.1.", "shortcut.norm.")
-            bn = _TV_BN.match(rest)
-            if bn:
-                rest = f"conv{bn.group(1)}.norm.{bn.group(2)}"
-            name = f"res{stage}.{block}.{rest}"
+        name = torchvision_resnet_name(k)
+        if name is None:
+            logger.warning(f"torchvision weights: ignoring unknown key '{k}'")
+            continue
         out[prefix + name] = torch.as_tensor(v)
     logger.warning(
         "Loaded torchvision ImageNet weights: they expect RGB input (INPUT.FORMAT RGB), torchvision's "

@@ -67,6 +67,10 @@ _C.MODEL.SOLOV2.USE_DCN_IN_INSTANCE = False
 _C.MODEL.SOLOV2.TYPE_DCN = "DCN"
 # Deformable convs (of TYPE_DCN) also in the mask-feature branch (the published R101/X101-DCN models).
 _C.MODEL.SOLOV2.USE_DCN_IN_MASK = False
+# The mask branch's last (1x1) conv deformable too (mmdetection's and the original SOLO R101/X101-DCN models).
+_C.MODEL.SOLOV2.USE_DCN_IN_MASK_PRED = False
+# With USE_DCN_IN_INSTANCE: only the last conv of each tower is deformable (the light DCN models), not every one.
+_C.MODEL.SOLOV2.DCN_LAST_INSTANCE_CONV_ONLY = False
 _C.MODEL.SOLOV2.NUM_GRIDS = [40, 36, 24, 16, 12]
 _C.MODEL.SOLOV2.NUM_CLASSES = 80
 _C.MODEL.SOLOV2.NUM_KERNELS = 256

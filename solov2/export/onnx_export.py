@@ -59,7 +59,8 @@ def check_exportable(cfg: Any) -> None:
             "candidates; export with MODEL.SOLOV2.NMS_TYPE matrix (Matrix NMS, the published default)")
     dcn = [k for k, on in (("MODEL.RESNETS.DEFORM_ON_PER_STAGE", any(cfg.MODEL.RESNETS.DEFORM_ON_PER_STAGE)),
                            ("MODEL.SOLOV2.USE_DCN_IN_INSTANCE", s.USE_DCN_IN_INSTANCE),
-                           ("MODEL.SOLOV2.USE_DCN_IN_MASK", s.USE_DCN_IN_MASK)) if on]
+                           ("MODEL.SOLOV2.USE_DCN_IN_MASK", s.USE_DCN_IN_MASK),
+                           ("MODEL.SOLOV2.USE_DCN_IN_MASK_PRED", s.USE_DCN_IN_MASK_PRED)) if on]
     if dcn:
         raise ExportError(
             f"Deformable convolutions ({', '.join(dcn)}) cannot be exported: PyTorch's ONNX exporter has no "

@@ -2,7 +2,7 @@
 
 from .batch_norm import FrozenBatchNorm2d, NaiveSyncBatchNorm, get_norm, set_norm_folding
 from .coord import concat_coord, coord_features
-from .deform_conv import DeformConv, DeformConvWithOffset, ModulatedDeformConv
+from .deform_conv import DeformConv, DeformConvWithOffset, ModulatedDeformConv, offset_conv
 from .mask_ops import masks_to_boxes
 from .shape_spec import ShapeSpec
 from .wrappers import Conv2d, c2_msra_fill, c2_xavier_fill, cat

@@ -16,6 +16,7 @@ from ...layers import (
     ShapeSpec,
     c2_msra_fill,
     get_norm,
+    offset_conv,
 )
 from ...utils.errors import ConfigError
 from .backbone import BACKBONE_REGISTRY, Backbone
@@ -100,11 +101,10 @@ class BottleneckBlock(CNNBlockBase):
         self.conv1 = Conv2d(in_channels, bottleneck_channels, 1, stride=stride_1x1, bias=False,
                             norm=get_norm(norm, bottleneck_channels))
         self.deform = deform
-        self.deform_modulated = deform_modulated
         if deform:
-            offset_channels = (27 if deform_modulated else 18) * deform_num_groups
-            self.conv2_offset = nn.Conv2d(bottleneck_channels, offset_channels, 3, stride=stride_3x3,
-                                          padding=dilation, dilation=dilation)
+            self.conv2_offset = offset_conv(bottleneck_channels, 3, stride=stride_3x3, padding=dilation,
+                                            dilation=dilation, deformable_groups=deform_num_groups,
+                                            modulated=deform_modulated)
             conv_cls = ModulatedDeformConv if deform_modulated else DeformConv
             self.conv2 = conv_cls(bottleneck_channels, bottleneck_channels, 3, stride=stride_3x3, padding=dilation,
                                   dilation=dilation, groups=num_groups, deformable_groups=deform_num_groups,
@@ -117,21 +117,12 @@ class BottleneckBlock(CNNBlockBase):
         for layer in [self.conv1, self.conv2, self.conv3, self.shortcut]:
             if layer is not None:
                 c2_msra_fill(layer)
-        if deform:
-            # Zero offsets: the block starts as a regular conv.
-            nn.init.zeros_(self.conv2_offset.weight)
-            nn.init.zeros_(self.conv2_offset.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Residual forward."""
         out = F.relu_(self.conv1(x))
         if self.deform:
-            offset = self.conv2_offset(out)
-            if self.deform_modulated:
-                off_x, off_y, mask = torch.chunk(offset, 3, dim=1)
-                out = self.conv2(out, torch.cat((off_x, off_y), dim=1), mask.sigmoid())
-            else:
-                out = self.conv2(out, offset)
+            out = self.conv2.forward_predicted(out, self.conv2_offset(out))
         else:
             out = self.conv2(out)
         out = F.relu_(out)

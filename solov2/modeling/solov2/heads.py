@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...config import configurable
-from ...layers import DeformConvWithOffset, ShapeSpec, concat_coord, get_norm
+from ...layers import DeformConv, DeformConvWithOffset, ShapeSpec, concat_coord, get_norm
 from ...utils.errors import ConfigError
 
 _DCN_TYPES = {"DCN": False, "DCNv2": True}  # TYPE_DCN -> modulated?
@@ -40,7 +40,7 @@ def _conv_norm_relu(in_ch: int, out_ch: int, kernel: int, norm: str, dcn_type: s
 def _init_normal(module: nn.Module, std: float = 0.01) -> None:
     """Conv weights ~ N(0, std), biases 0; then deformable offsets 0 (so DCN towers start as plain conv towers)."""
     for m in module.modules():
-        if isinstance(m, nn.Conv2d) or (hasattr(m, "weight") and m.__class__.__name__.endswith("DeformConv")):
+        if isinstance(m, (nn.Conv2d, DeformConv)):
             nn.init.normal_(m.weight, std=std)
             if getattr(m, "bias", None) is not None:
                 nn.init.constant_(m.bias, 0)
@@ -96,6 +96,7 @@ class SOLOv2InsHead(nn.Module):
         norm: str = "GN",
         use_coord: bool = True,
         dcn_type: str = "",
+        dcn_last_conv_only: bool = False,
         prior_prob: float = 0.01,
     ) -> None:
         super().__init__()
@@ -106,8 +107,9 @@ class SOLOv2InsHead(nn.Module):
         dcn_type = _check_dcn(dcn_type)
         cate, kernel = [], []
         for i in range(num_convs):
-            cate += _conv_norm_relu(in_channels if i == 0 else channels, channels, 3, norm, dcn_type)
-            kernel += _conv_norm_relu((in_channels + 2 * use_coord) if i == 0 else channels, channels, 3, norm, dcn_type)
+            dcn = "" if dcn_last_conv_only and i < num_convs - 1 else dcn_type
+            cate += _conv_norm_relu(in_channels if i == 0 else channels, channels, 3, norm, dcn)
+            kernel += _conv_norm_relu((in_channels + 2 * use_coord) if i == 0 else channels, channels, 3, norm, dcn)
         self.cate_tower = nn.Sequential(*cate)
         self.kernel_tower = nn.Sequential(*kernel)
         self.cate_pred = nn.Conv2d(channels, num_classes, 3, padding=1)
@@ -136,6 +138,7 @@ class SOLOv2InsHead(nn.Module):
             "norm": c.NORM,
             "use_coord": c.USE_COORD_CONV,
             "dcn_type": c.TYPE_DCN if c.USE_DCN_IN_INSTANCE else "",
+            "dcn_last_conv_only": c.DCN_LAST_INSTANCE_CONV_ONLY,
             "prior_prob": c.PRIOR_PROB,
         }
 
@@ -165,10 +168,12 @@ class SOLOv2MaskHead(nn.Module):
         norm: str = "GN",
         use_coord: bool = True,
         dcn_type: str = "",
+        pred_dcn_type: str = "",
     ) -> None:
         super().__init__()
         norm = _check_norm(norm)
         dcn_type = _check_dcn(dcn_type)
+        pred_dcn_type = _check_dcn(pred_dcn_type)
         self.num_levels = num_levels
         self.use_coord = use_coord
         self.convs_all_levels = nn.ModuleList()
@@ -184,8 +189,11 @@ class SOLOv2MaskHead(nn.Module):
             self.convs_all_levels.append(level)
         # The published model always ends in conv + GroupNorm + ReLU here, whatever NORM the towers use; the conv
         # has a bias only when the towers have no norm (its checkpoints have conv_pred.0.bias exactly then).
-        self.conv_pred = nn.Sequential(
-            nn.Conv2d(channels, num_masks, 1, bias=norm == ""), get_norm("GN", num_masks), nn.ReLU(inplace=True))
+        pred_bias = norm == ""
+        pred: nn.Module = (DeformConvWithOffset(channels, num_masks, 1, padding=0, modulated=_DCN_TYPES[pred_dcn_type],
+                                                bias=pred_bias)
+                           if pred_dcn_type else nn.Conv2d(channels, num_masks, 1, bias=pred_bias))
+        self.conv_pred = nn.Sequential(pred, get_norm("GN", num_masks), nn.ReLU(inplace=True))
         _init_normal(self)
 
     @classmethod
@@ -201,6 +209,7 @@ class SOLOv2MaskHead(nn.Module):
             "norm": c.NORM,
             "use_coord": c.USE_COORD_CONV,
             "dcn_type": c.TYPE_DCN if c.USE_DCN_IN_MASK else "",
+            "pred_dcn_type": c.TYPE_DCN if c.USE_DCN_IN_MASK_PRED else "",
         }
 
     def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
