@@ -272,18 +272,21 @@ def draw_evaluation_plots(inference_dir: str, plots_dir: str) -> List[str]:
     return written
 
 
-def draw_run_plots(output_dir: str, evaluation: bool = True) -> List[str]:
-    """curves.png from OUTPUT_DIR/metrics.json and (with `evaluation`) every test set's evaluation plots."""
+def draw_run_plots(output_dir: str, evaluation: bool = True, plots_root: Optional[str] = None) -> List[str]:
+    """curves.png from OUTPUT_DIR/metrics.json and (with `evaluation`) every test set's evaluation plots.
+
+    The figures go to plots_root (default OUTPUT_DIR/plots; one sub-folder per test set when there are several).
+    """
     written: List[str] = []
+    plots_root = plots_root or os.path.join(output_dir, PLOTS_DIR)
     metrics = os.path.join(output_dir, "metrics.json")
     if os.path.exists(metrics):
         records = read_metrics(metrics)
-        if records and (p := plot_training_curves({"": records},
-                                                  os.path.join(output_dir, PLOTS_DIR, "curves.png"))):
+        if records and (p := plot_training_curves({"": records}, os.path.join(plots_root, "curves.png"))):
             written.append(p)
     if evaluation:
-        for inference_dir, plots_dir in evaluation_dirs(output_dir).values():
-            written += draw_evaluation_plots(inference_dir, plots_dir)
+        for name, (inference_dir, _) in evaluation_dirs(output_dir).items():
+            written += draw_evaluation_plots(inference_dir, os.path.join(plots_root, name) if name else plots_root)
     return written
 
 
