@@ -333,3 +333,33 @@ def test_eval_only_writes_plots(trained_runs, shapes_split, tmp_path):
     assert not (out / "plots" / "curves.png").exists()  # nothing was trained in this OUTPUT_DIR
     assert load_confusion(str(out / "inference" / "confusion_segm.json"))["num_images"] == 2
     assert list(out.glob("events.out.tfevents.*"))  # the mosaic and plots as TensorBoard images
+
+
+@pytest.mark.slow
+def test_visualize_data_draws_any_split_and_predictions_beside_ground_truth(trained_runs, shapes_split, tmp_path):
+    import importlib.util
+
+    _, json_file, image_root = shapes_split
+    spec = importlib.util.spec_from_file_location("visualize_data", REPO / "tools" / "visualize_data.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    # DATASETS.TRAIN empty: --dataset names what to draw
+    opts = ["DATASETS.COCO_INSTANCES", str((("shapes_plots_train", json_file, image_root),)), "DATASETS.TRAIN", "()",
+            "INPUT.MIN_SIZE_TEST", "96", "MODEL.SOLOV2.SCORE_THR", "0.0", "MODEL.SOLOV2.UPDATE_THR", "0.0"]
+    args = ["--config-file", str(CONFIG), "--dataset", "shapes_plots_train", "--num", "2"]
+    assert tool.main(args + ["--output-dir", str(tmp_path / "gt")] + opts) == 0
+    assert tool.main(args + ["--source", "predictions", "--weights", str(trained_runs[0] / "model_final.pth"),
+                             "--score-thr", "0", "--output-dir", str(tmp_path / "pred")] + opts) == 0
+    for d in DatasetCatalog.get("shapes_plots_train")[:2]:
+        name = os.path.splitext(os.path.basename(d["file_name"]))[0] + ".png"
+        gt_only = _image(tmp_path / "gt" / name, 64, 64)
+        pair = _image(tmp_path / "pred" / name, 64, 64)
+        assert gt_only.shape[:2] == (d["height"], d["width"])
+        # ground truth | 4 px gap | predictions, each scaled to the image's height (at least 320 px)
+        h = max(320, d["height"])
+        w = round(d["width"] * h / d["height"])
+        assert pair.shape[0] == h and abs(pair.shape[1] - (2 * w + 4)) <= 2
+        left, right = pair[:, :w], pair[:, -w:]
+        assert not np.array_equal(left, right)  # predictions drawn, not a copy of the ground truth
+    with pytest.raises(ConfigError, match="--weights"):
+        tool.main(args + ["--source", "predictions", "--output-dir", str(tmp_path / "x")] + opts)
