@@ -396,8 +396,12 @@ class DefaultTrainer(TrainerBase):
                 evaluator = evaluators[idx]
             elif plots:
                 mosaic_file = os.path.join(_evaluation_folder(cfg, dataset_name, "plots"), MOSAIC_FILE)
+                # build_detection_test_loader's dataset holds the dicts it loaded: no second read of the json.
+                dicts = getattr(getattr(data_loader, "dataset", None), "items", None)
+                if not isinstance(dicts, list) or (dicts and "image_id" not in dicts[0]):
+                    dicts = None  # a custom loader: the evaluator reads the dataset itself
                 evaluator = DatasetEvaluators([cls.build_evaluator(cfg, dataset_name),
-                                               MosaicEvaluator(dataset_name, mosaic_file)])
+                                               MosaicEvaluator(dataset_name, mosaic_file, dataset_dicts=dicts)])
             else:
                 evaluator = cls.build_evaluator(cfg, dataset_name)
             results_i = inference_on_dataset(model, data_loader, evaluator)

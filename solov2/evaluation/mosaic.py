@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -48,7 +48,9 @@ class MosaicEvaluator(DatasetEvaluator):
         num_images: int = 8,
         score_thr: float = 0.3,
         tensorboard_tag: Optional[str] = None,
+        dataset_dicts: Optional[Sequence[Dict[str, Any]]] = None,
     ) -> None:
+        """dataset_dicts: the dataset's dicts when the caller has them (saves loading the annotations again)."""
         from ..data import DatasetCatalog, MetadataCatalog
 
         self._dataset_name = dataset_name
@@ -56,7 +58,8 @@ class MosaicEvaluator(DatasetEvaluator):
         self._score_thr = score_thr
         self._tag = tensorboard_tag or f"{dataset_name}/val_mosaic"
         self._metadata = MetadataCatalog.get(dataset_name)
-        self._sample = {d["image_id"]: d for d in itertools.islice(DatasetCatalog.get(dataset_name), num_images)}
+        dicts = dataset_dicts if dataset_dicts is not None else DatasetCatalog.get(dataset_name)
+        self._sample = {d["image_id"]: d for d in itertools.islice(dicts, num_images)}
         self._predictions: Dict[Any, Any] = {}
 
     def reset(self) -> None:
