@@ -145,6 +145,22 @@ def test_pr_curves_equal_pycocotools_precision_array(shapes_split, tmp_path):
     assert confusion["matrix"].sum() > 0
 
 
+def test_an_evaluation_without_predictions_leaves_no_stale_curves(shapes_split, tmp_path):
+    name, _, _ = shapes_split
+    inputs, outputs = _noisy_predictions(name)
+    ev = COCOEvaluator(name, output_dir=str(tmp_path), distributed=False)
+    for outs in (outputs, [{"instances": o["instances"][:0]} for o in outputs]):
+        ev.reset()
+        ev.process(inputs, outs)
+        ev.evaluate()
+        written = plots.draw_evaluation_plots(str(tmp_path), str(tmp_path / "plots"))
+    assert not (tmp_path / "coco_eval_segm.npz").exists() and not (tmp_path / "plots" / "pr_segm.png").exists()
+    assert sorted(os.path.basename(p) for p in written) == ["confusion_segm.csv", "confusion_segm.png"]
+    matrix = load_confusion(str(tmp_path / "confusion_segm.json"))["matrix"]
+    objects = sum(len(d["annotations"]) for d in DatasetCatalog.get(name))
+    assert matrix[:-1, -1].sum() == objects and matrix.sum() == objects  # every object missed, nothing else
+
+
 def test_max_images_limits_the_loader_and_the_scored_ground_truth(shapes_split, tmp_path):
     name, _, _ = shapes_split
     cfg = get_cfg()

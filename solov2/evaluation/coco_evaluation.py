@@ -27,8 +27,8 @@ from ..utils.file_io import PathManager
 from ..utils.logger import create_multi_column_table, create_small_table
 from .coco_conversion import contiguous_to_dataset_id_map, convert_to_coco_json
 from .confusion import CONFUSION_FILE, DEFAULT_IOU_THR, DEFAULT_SCORE_THR, confusion_matrix, save_confusion
-from .pr_curves import PRECISION_FILE, save_precision
 from .evaluator import DatasetEvaluator
+from .pr_curves import PRECISION_FILE, save_precision
 
 __all__ = ["COCOEvaluator", "instances_to_coco_json", "summarize_coco_eval"]
 
@@ -277,6 +277,10 @@ class COCOEvaluator(DatasetEvaluator):
             )
             results = {name: 0.0 for name in _METRIC_NAMES}
             results.update({f"AP-{name}": 0.0 for name in class_names.values()})
+            if self._output_dir:
+                # A previous evaluation's precision array would be drawn as this one's PR curves.
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(self._output_dir, PRECISION_FILE.format(task=task)))
             return results
         if task == "segm" and "segmentation" not in coco_results[0]:
             raise ValueError("segm evaluation needs predicted masks (instances.pred_masks); the model gave none")

@@ -266,9 +266,12 @@ def draw_evaluation_plots(inference_dir: str, plots_dir: str) -> List[str]:
             written.append(p)
     for task in ("segm", "bbox"):
         npz = os.path.join(inference_dir, PRECISION_FILE.format(task=task))
+        png = os.path.join(plots_dir, f"pr_{task}.png")
         if os.path.exists(npz):
-            if (p := plot_pr_curves({"": load_precision(npz)}, task, os.path.join(plots_dir, f"pr_{task}.png"))):
+            if (p := plot_pr_curves({"": load_precision(npz)}, task, png)):
                 written.append(p)
+        elif os.path.exists(png):
+            os.remove(png)  # the model predicted nothing this time: no curve, rather than the previous one
     return written
 
 
