@@ -379,3 +379,13 @@ def test_visualize_data_draws_any_split_and_predictions_beside_ground_truth(trai
         assert not np.array_equal(left, right)  # predictions drawn, not a copy of the ground truth
     with pytest.raises(ConfigError, match="--weights"):
         tool.main(args + ["--source", "predictions", "--output-dir", str(tmp_path / "x")] + opts)
+
+
+def test_tile_mosaic_packs_rows_left_to_right():
+    from solov2.utils.visualizer import tile_mosaic
+
+    panels = [np.full((10, 30, 3), 1, np.uint8), np.full((20, 10, 3), 2, np.uint8), np.full((5, 5, 3), 3, np.uint8)]
+    out = tile_mosaic(panels, columns=2, gap=4)
+    assert out.shape == (20 + 4 + 5, 30 + 4 + 10, 3)
+    assert (out[:10, :30] == 1).all() and (out[:20, 34:44] == 2).all() and (out[24:29, :5] == 3).all()
+    assert (out[10:20, :30] == 255).all() and (out[24:, 5:] == 255).all()  # the rest is white

@@ -238,16 +238,19 @@ def _caption(img: np.ndarray, text: str) -> None:
 
 
 def tile_mosaic(panels: Sequence[np.ndarray], columns: int = 2, gap: int = 8) -> np.ndarray:
-    """Panels (RGB uint8, any sizes) in a grid of `columns`, each cell as large as the largest panel; white gaps."""
+    """Panels (RGB uint8, any sizes) in rows of `columns`, packed left to right with white gaps between them."""
     if not panels:
         raise ValueError("tile_mosaic needs at least one panel")
-    columns = max(1, min(columns, len(panels)))
-    rows = (len(panels) + columns - 1) // columns
-    cell_h = max(p.shape[0] for p in panels)
-    cell_w = max(p.shape[1] for p in panels)
-    out = np.full((rows * cell_h + (rows - 1) * gap, columns * cell_w + (columns - 1) * gap, 3), 255, np.uint8)
-    for i, p in enumerate(panels):
-        r, c = divmod(i, columns)
-        y, x = r * (cell_h + gap), c * (cell_w + gap)
-        out[y:y + p.shape[0], x:x + p.shape[1]] = p[:, :, :3]
+    columns = max(1, columns)
+    rows = [list(panels[i:i + columns]) for i in range(0, len(panels), columns)]
+    heights = [max(p.shape[0] for p in row) for row in rows]
+    widths = [sum(p.shape[1] for p in row) + gap * (len(row) - 1) for row in rows]
+    out = np.full((sum(heights) + gap * (len(rows) - 1), max(widths), 3), 255, np.uint8)
+    y = 0
+    for row, h in zip(rows, heights):
+        x = 0
+        for p in row:
+            out[y:y + p.shape[0], x:x + p.shape[1]] = p[:, :, :3]
+            x += p.shape[1] + gap
+        y += h + gap
     return out
