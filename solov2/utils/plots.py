@@ -143,7 +143,8 @@ def plot_training_curves(runs: Dict[str, Sequence[Dict[str, Any]]], path: str) -
             x, y = _series(records, key)
             task = "mask AP" if key.endswith("segm/AP") else "box AP"
             name = f"{key[:-len('/segm/AP' if 'segm' in key else '/bbox/AP')]}: " if key.count("/") > 1 else ""
-            ax_ap.plot(x, y, color=color, linestyle="-" if "segm" in key else "--", marker="o",
+            ap_color = color if compare else ("C0" if "segm" in key else "C1")
+            ax_ap.plot(x, y, color=ap_color, linestyle="-" if "segm" in key else "--", marker="o",
                        label=f"{label}: {name}{task}" if compare else f"{name}{task}")
     ax_total.set_title("total loss")
     ax_terms.set_title("loss terms")
@@ -191,7 +192,7 @@ def plot_pr_curves(runs: Dict[str, Dict[str, np.ndarray]], task: str, path: str)
         ax.set_ylim(0, 1.02)
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8, loc="lower left")
+            ax.legend(fontsize=8, loc="best")
     return _save(fig, path)
 
 
