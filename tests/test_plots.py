@@ -241,13 +241,18 @@ def trained_runs(shapes_split, tmp_path_factory):
 
     _, json_file, image_root = shapes_split
     runs = []
-    for seed in (3, 4):
-        out = tmp_path_factory.mktemp(f"run_seed{seed}")
-        torch.manual_seed(seed)
-        trainer = DefaultTrainer(_tiny_cfg(json_file, image_root, out, seed))
-        trainer.resume_or_load(resume=False)
-        trainer.train()
-        runs.append(out)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as conftest's one_thread: contended OpenMP threads are many times slower
+    try:
+        for seed in (3, 4):
+            out = tmp_path_factory.mktemp(f"run_seed{seed}")
+            torch.manual_seed(seed)
+            trainer = DefaultTrainer(_tiny_cfg(json_file, image_root, out, seed))
+            trainer.resume_or_load(resume=False)
+            trainer.train()
+            runs.append(out)
+    finally:
+        torch.set_num_threads(threads)
     return runs
 
 
