@@ -27,6 +27,9 @@ setup(
         # ONNX export (torch's torch.export-based exporter needs onnxscript) and ONNXPredictor (onnxruntime); the
         # lower bounds are the versions tested with torch 2.14
         "onnx": ["onnx>=1.23", "onnxscript>=0.7", "onnxruntime>=1.32"],
+        # Training/evaluation plots (curves.png, PR curves, confusion matrix) and tools/plot_metrics.py; without it
+        # they are skipped with one log line (the val_mosaic.jpg and the confusion CSV need only OpenCV)
+        "plots": ["matplotlib>=3.5"],
     },
     include_package_data=True,
 )

@@ -141,6 +141,11 @@ def test_solov2_only_data_keys():
     cfg.DATALOADER.SKIP_CORRUPT_IMAGES = True
     with pytest.raises(ValueError, match="SKIP_CORRUPT_IMAGES"):
         apply_solov2_data_keys(cfg)
+    # Detectron2's test loader and evaluator would evaluate every image: refused by name, not ignored.
+    cfg = d2_cfg()
+    cfg.TEST.MAX_IMAGES = 10
+    with pytest.raises(ValueError, match="TEST.MAX_IMAGES 10"):
+        apply_solov2_data_keys(cfg)
 
 
 # ------------------------------------------------------------------------------------------------ registration

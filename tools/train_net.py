@@ -27,6 +27,8 @@ from solov2.evaluation import verify_results  # noqa: E402
 from solov2.utils import comm  # noqa: E402
 from solov2.utils.cli import run_tool  # noqa: E402
 from solov2.utils.errors import ResultsMismatchError  # noqa: E402
+from solov2.utils.events import EventStorage, TensorboardXWriter  # noqa: E402
+from solov2.utils.plots import draw_run_plots  # noqa: E402
 
 logger = logging.getLogger("solov2.train_net")
 
@@ -56,7 +58,15 @@ def main(args: argparse.Namespace) -> Dict[str, Any]:
             logger.warning("--eval-only without MODEL.WEIGHTS: evaluating a randomly initialised model!")
         model = DefaultTrainer.build_model(cfg)
         Checkpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        results = DefaultTrainer.test(cfg, model)
+        with EventStorage() as storage:
+            results = DefaultTrainer.test(cfg, model)
+            if comm.is_main_process() and cfg.OUTPUT_DIR:
+                # The evaluation's mosaic and plots as TensorBoard images; curves.png where OUTPUT_DIR was trained.
+                if storage.vis_data:
+                    writer = TensorboardXWriter(cfg.OUTPUT_DIR)
+                    writer.write()
+                    writer.close()
+                draw_run_plots(cfg.OUTPUT_DIR, evaluation=False)
         if comm.is_main_process() and not verify_results(cfg, results):
             raise ResultsMismatchError("Evaluation results differ from TEST.EXPECTED_RESULTS (see the log)")
     else:

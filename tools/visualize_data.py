@@ -1,8 +1,13 @@
 #!/usr/bin/env python
-"""Draw a dataset's ground truth, raw (--source annotation) or after augmentation (--source dataloader), to PNGs.
+"""Draw a dataset's ground truth, raw (--source annotation) or after augmentation (--source dataloader), or a
+model's predictions beside the ground truth (--source predictions), to PNGs.
 
   python tools/visualize_data.py --config-file configs/quickstart/shapes_R18.yaml --source annotation \
       --output-dir vis/ --num 20
+  python tools/visualize_data.py --config-file configs/quickstart/shapes_R18.yaml --dataset shapes_val \
+      --source predictions --weights output/quickstart_shapes_R18/model_final.pth --output-dir vis_val/
+
+--dataset NAME (repeatable) draws any registered split; without it, DATASETS.TRAIN.
 
 With DATALOADER.SKIP_CORRUPT_IMAGES True unreadable images are skipped and counted; otherwise the first one stops
 the tool with an error naming it. A drawing never replaces a dataset image.
@@ -29,19 +34,27 @@ from solov2.data import (
     register_datasets_from_cfg,
 )
 from solov2.data.detection_utils import SKIP_CORRUPT_HINT
+from solov2.engine.predictor import DefaultPredictor
 from solov2.utils.cli import add_debug_argument, run_tool
 from solov2.utils.errors import ConfigError, ImageReadError, OutputPathError
 from solov2.utils.logger import setup_logger
 from solov2.utils.paths import overwritten_input
-from solov2.utils.visualizer import Visualizer
+from solov2.utils.visualizer import Visualizer, draw_ground_truth_and_predictions
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Command line."""
     p = argparse.ArgumentParser(description="Visualize ground-truth annotations")
     p.add_argument("--config-file", required=True, metavar="FILE")
-    p.add_argument("--source", choices=["annotation", "dataloader"], default="annotation",
-                   help="raw annotations, or what the training data loader produces (augmented)")
+    p.add_argument("--source", choices=["annotation", "dataloader", "predictions"], default="annotation",
+                   help="raw annotations, what the training data loader produces (augmented), or the predictions "
+                   "of --weights drawn beside the ground truth")
+    p.add_argument("--dataset", action="append", default=[], metavar="NAME",
+                   help="a registered dataset to draw (repeatable); default: DATASETS.TRAIN")
+    p.add_argument("--weights", default="", metavar="FILE",
+                   help="--source predictions: the checkpoint to predict with (default: MODEL.WEIGHTS)")
+    p.add_argument("--score-thr", type=float, default=0.3,
+                   help="--source predictions: draw predictions scoring at least this (default 0.3)")
     p.add_argument("--output-dir", required=True)
     p.add_argument("--num", type=int, default=20, help="number of images to draw")
     add_debug_argument(p)
@@ -68,9 +81,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     cfg.merge_from_list(args.opts)
     check_unsupported_keys(cfg)
     register_datasets_from_cfg(cfg)
-    names = list(cfg.DATASETS.TRAIN)
+    names = list(args.dataset) or list(cfg.DATASETS.TRAIN)
     if not names:
-        raise ConfigError("DATASETS.TRAIN is empty: name the dataset(s) to draw")
+        raise ConfigError("DATASETS.TRAIN is empty: name the dataset(s) to draw with --dataset NAME")
+    if args.source == "predictions":
+        cfg.MODEL.WEIGHTS = args.weights or cfg.MODEL.WEIGHTS
+        if not cfg.MODEL.WEIGHTS:
+            raise ConfigError("--source predictions needs a model: give --weights FILE (or MODEL.WEIGHTS FILE)")
+        predictor = DefaultPredictor(cfg)
     try:
         os.makedirs(args.output_dir, exist_ok=True)
     except OSError as e:
@@ -80,7 +98,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     dataset_files = {d["file_name"] for d in dicts}
     written = 0
     skipped: List[str] = []
-    if args.source == "annotation":
+    if args.source in ("annotation", "predictions"):
         for d in dicts:
             if written >= args.num:
                 break
@@ -92,12 +110,18 @@ def main(argv: Optional[List[str]] = None) -> int:
                 logger.warning(f"Skipping unreadable image: {e}")
                 skipped.append(d["file_name"])
                 continue
-            vis = Visualizer(img, metadata).draw_dataset_dict(d)
+            if args.source == "predictions":
+                instances = predictor(np.ascontiguousarray(img[:, :, ::-1]))["instances"].to("cpu")
+                vis = draw_ground_truth_and_predictions(img, d, instances, metadata, args.score_thr,
+                                                        height=max(320, img.shape[0]))
+            else:
+                vis = Visualizer(img, metadata).draw_dataset_dict(d)
             _write(os.path.join(args.output_dir, os.path.splitext(os.path.basename(d["file_name"]))[0] + ".png"), vis,
                    dataset_files)
             written += 1
     else:
         cfg.DATALOADER.NUM_WORKERS = 0
+        cfg.DATASETS.TRAIN = tuple(names)
         mapper = DatasetMapper(cfg, True)  # in this process (no workers), so its count of skipped files is ours
         for batch in build_detection_train_loader(cfg, mapper=mapper):
             for d in batch:

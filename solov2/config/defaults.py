@@ -187,6 +187,9 @@ _C.TEST.EXPECTED_RESULTS = []
 # Evaluate every EVAL_PERIOD iterations (0: only at the end of training).
 _C.TEST.EVAL_PERIOD = 0
 _C.TEST.DETECTIONS_PER_IMAGE = 100
+# Evaluate on the first MAX_IMAGES images of each test set only (0: all), for quick smoke runs; the COCO evaluator
+# then scores only those images' ground truth. Not a Detectron2 key: the Detectron2 plug-in refuses a non-zero value.
+_C.TEST.MAX_IMAGES = 0
 _C.TEST.PRECISE_BN = CN({"ENABLED": False})
 _C.TEST.PRECISE_BN.NUM_ITER = 200
 

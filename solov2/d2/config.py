@@ -41,12 +41,17 @@ def apply_solov2_data_keys(cfg: Any) -> None:
     """Give solov2-only data keys their meaning in Detectron2's DatasetMapper, or refuse what it cannot honour.
 
     INPUT.HFLIP_TRAIN False (the published SOLOv2's switch) becomes INPUT.RANDOM_FLIP "none", as solov2's own
-    mapper reads it; DATALOADER.SKIP_CORRUPT_IMAGES True has no counterpart in Detectron2's loader, so it stops
-    here instead of being ignored silently.
+    mapper reads it; DATALOADER.SKIP_CORRUPT_IMAGES True and TEST.MAX_IMAGES > 0 have no counterpart in Detectron2's
+    loader and evaluator, so they stop here instead of being ignored silently.
     """
     if not cfg.INPUT.HFLIP_TRAIN and cfg.INPUT.RANDOM_FLIP == "horizontal":
         logger.info("INPUT.HFLIP_TRAIN False: setting INPUT.RANDOM_FLIP 'none' for Detectron2's DatasetMapper")
         cfg.INPUT.RANDOM_FLIP = "none"
+    if cfg.TEST.MAX_IMAGES:
+        raise ValueError(
+            f"TEST.MAX_IMAGES {cfg.TEST.MAX_IMAGES} is honoured by solov2's own test loader and evaluator "
+            "(tools/train_net.py), not by Detectron2's; set it 0 or evaluate with tools/train_net.py"
+        )
     if cfg.DATALOADER.SKIP_CORRUPT_IMAGES:
         raise ValueError(
             "DATALOADER.SKIP_CORRUPT_IMAGES True is honoured by solov2's own loader (tools/train_net.py), not by "

@@ -180,6 +180,13 @@ def build_detection_train_loader(cfg, mapper: Optional[Callable] = None) -> torc
 def build_detection_test_loader(cfg, dataset_name: str, mapper: Optional[Callable] = None) -> torchdata.DataLoader:
     """Loader over `dataset_name` with batch size 1, each image on exactly one rank, in order."""
     dicts = get_detection_dataset_dicts([dataset_name], filter_empty=False)
+    max_images = int(cfg.TEST.MAX_IMAGES)
+    if max_images < 0:
+        raise ConfigError(f"TEST.MAX_IMAGES must be >= 0 (0: every image), got {max_images}")
+    if 0 < max_images < len(dicts):
+        logger.info("TEST.MAX_IMAGES %d: evaluating on the first %d of %d images of '%s'", max_images, max_images,
+                    len(dicts), dataset_name)
+        dicts = dicts[:max_images]
     mapper = mapper if mapper is not None else DatasetMapper(cfg, False)
     dataset = _SkippingDataset(dicts, mapper)
     return torchdata.DataLoader(

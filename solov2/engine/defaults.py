@@ -24,7 +24,15 @@ from ..data import (
     check_num_classes,
     register_datasets_from_cfg,
 )
-from ..evaluation import COCOEvaluator, DatasetEvaluator, inference_on_dataset, print_csv_format, verify_results
+from ..evaluation import (
+    COCOEvaluator,
+    DatasetEvaluator,
+    DatasetEvaluators,
+    inference_on_dataset,
+    print_csv_format,
+    verify_results,
+)
+from ..evaluation.mosaic import MOSAIC_FILE, MosaicEvaluator
 from ..modeling import build_model
 from ..solver import build_lr_scheduler, build_optimizer, scale_for_world_size
 from ..utils import comm
@@ -32,7 +40,7 @@ from ..utils.cli import add_debug_argument
 from ..utils.cpu_runtime import tune_malloc
 from ..utils.env import collect_env_info, seed_all_rng
 from ..utils.errors import ConfigError, OutputPathError, ResultsMismatchError
-from ..utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardXWriter
+from ..utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardXWriter, current_event_storage
 from ..utils.file_io import PathManager
 from ..utils.logger import setup_logger
 from ..utils.run_lock import lock_output_dir
@@ -282,6 +290,8 @@ class DefaultTrainer(TrainerBase):
             # each metric, so they must write at every evaluation iteration or results would be overwritten.
             period = math.gcd(20, cfg.TEST.EVAL_PERIOD) if cfg.TEST.EVAL_PERIOD > 0 else 20
             ret.append(hooks.PeriodicWriter(self.build_writers(), period=period))
+            if cfg.OUTPUT_DIR:
+                ret.append(hooks.PlotCurves(cfg.OUTPUT_DIR, cfg.TEST.EVAL_PERIOD))
         return ret
 
     def build_writers(self) -> List[EventWriter]:
@@ -344,9 +354,7 @@ class DefaultTrainer(TrainerBase):
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None) -> DatasetEvaluator:
         """COCOEvaluator writing to OUTPUT_DIR/inference (one sub-folder per dataset when there are several)."""
         if output_folder is None:
-            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference")
-            if len(cfg.DATASETS.TEST) > 1:
-                output_folder = os.path.join(output_folder, dataset_name)
+            output_folder = _evaluation_folder(cfg, dataset_name, "inference")
         evaluator_type = getattr(MetadataCatalog.get(dataset_name), "evaluator_type", None) or "coco"
         if evaluator_type != "coco":
             raise ConfigError(
@@ -354,7 +362,10 @@ class DefaultTrainer(TrainerBase):
                 "Override DefaultTrainer.build_evaluator for other kinds."
             )
         return COCOEvaluator(
-            dataset_name, output_dir=output_folder, max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE
+            dataset_name,
+            output_dir=output_folder,
+            max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
+            max_images=cfg.TEST.MAX_IMAGES,
         )
 
     @classmethod
@@ -364,7 +375,12 @@ class DefaultTrainer(TrainerBase):
         model: nn.Module,
         evaluators: Union[DatasetEvaluator, Sequence[DatasetEvaluator], None] = None,
     ) -> Dict[str, Any]:
-        """Evaluate `model` on every DATASETS.TEST; {dataset: results}, or just the results for one dataset."""
+        """Evaluate `model` on every DATASETS.TEST; {dataset: results}, or just the results for one dataset.
+
+        With the default evaluators, each evaluation also leaves plots in OUTPUT_DIR/plots (plots/<dataset> for
+        several test sets): val_mosaic.jpg (ground truth beside predictions), pr_segm.png, pr_bbox.png,
+        confusion_segm.png/.csv; inside a training run they go to TensorBoard too.
+        """
         register_datasets_from_cfg(cfg)
         if isinstance(evaluators, DatasetEvaluator):
             evaluators = [evaluators]
@@ -375,7 +391,19 @@ class DefaultTrainer(TrainerBase):
         results: Dict[str, Any] = OrderedDict()
         for idx, dataset_name in enumerate(cfg.DATASETS.TEST):
             data_loader = cls.build_test_loader(cfg, dataset_name)
-            evaluator = evaluators[idx] if evaluators is not None else cls.build_evaluator(cfg, dataset_name)
+            plots = evaluators is None and bool(cfg.OUTPUT_DIR)
+            if evaluators is not None:
+                evaluator = evaluators[idx]
+            elif plots:
+                mosaic_file = os.path.join(_evaluation_folder(cfg, dataset_name, "plots"), MOSAIC_FILE)
+                # build_detection_test_loader's dataset holds the dicts it loaded: no second read of the json.
+                dicts = getattr(getattr(data_loader, "dataset", None), "items", None)
+                if not isinstance(dicts, list) or (dicts and "image_id" not in dicts[0]):
+                    dicts = None  # a custom loader: the evaluator reads the dataset itself
+                evaluator = DatasetEvaluators([cls.build_evaluator(cfg, dataset_name),
+                                               MosaicEvaluator(dataset_name, mosaic_file, dataset_dicts=dicts)])
+            else:
+                evaluator = cls.build_evaluator(cfg, dataset_name)
             results_i = inference_on_dataset(model, data_loader, evaluator)
             results[dataset_name] = results_i
             if comm.is_main_process():
@@ -383,6 +411,8 @@ class DefaultTrainer(TrainerBase):
                     raise TypeError(f"The evaluator of '{dataset_name}' returned {type(results_i).__name__}, not a dict")
                 logger.info("Evaluation results for %s in csv format:", dataset_name)
                 print_csv_format(results_i)
+                if plots:
+                    _draw_evaluation_plots(cfg, dataset_name)
         if len(results) == 1:
             return list(results.values())[0]
         return results
@@ -391,3 +421,37 @@ class DefaultTrainer(TrainerBase):
     def auto_scale_workers(cfg: CfgNode, num_workers: int) -> CfgNode:
         """Scale batch size, LR and schedule when SOLVER.REFERENCE_WORLD_SIZE differs from num_workers."""
         return scale_for_world_size(cfg, num_workers)
+
+
+def _evaluation_folder(cfg: CfgNode, dataset_name: str, kind: str) -> str:
+    """OUTPUT_DIR/<kind> for one test set, OUTPUT_DIR/<kind>/<dataset> when there are several."""
+    folder = os.path.join(cfg.OUTPUT_DIR, kind)
+    return os.path.join(folder, dataset_name) if len(cfg.DATASETS.TEST) > 1 else folder
+
+
+def _draw_evaluation_plots(cfg: CfgNode, dataset_name: str) -> None:
+    """PR curves and confusion matrix of the evaluation just done, as PNGs and (in training) TensorBoard images.
+
+    A drawing error is logged, never raised: the evaluation's numbers matter more than its pictures.
+    """
+    from ..utils.plots import draw_evaluation_plots
+
+    plots_dir = _evaluation_folder(cfg, dataset_name, "plots")
+    try:
+        written = draw_evaluation_plots(_evaluation_folder(cfg, dataset_name, "inference"), plots_dir)
+    except Exception as e:  # noqa: BLE001 - see the docstring
+        logger.warning("Could not draw the evaluation plots of '%s': %s: %s", dataset_name, type(e).__name__, e)
+        return
+    if written:
+        logger.info("Evaluation plots of '%s' in %s", dataset_name, plots_dir)
+    storage = current_event_storage()
+    if storage is None:
+        return
+    import cv2
+
+    for path in written:
+        if path.endswith(".png"):
+            img = cv2.imread(path, cv2.IMREAD_COLOR)
+            if img is not None:
+                name = os.path.splitext(os.path.basename(path))[0]
+                storage.put_image(f"{dataset_name}/{name}", img[:, :, ::-1].transpose(2, 0, 1).copy())

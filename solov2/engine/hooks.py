@@ -23,6 +23,7 @@ __all__ = [
     "PeriodicCheckpointer",
     "EvalHook",
     "PeriodicWriter",
+    "PlotCurves",
 ]
 
 logger = logging.getLogger(__name__)
@@ -203,3 +204,33 @@ class PeriodicWriter(HookBase):
         for writer in self._writers:
             writer.write()
             writer.close()
+
+
+class PlotCurves(HookBase):
+    """Redraws OUTPUT_DIR/plots/curves.png from metrics.json after each periodic evaluation and after training.
+
+    Registered after PeriodicWriter, which writes metrics.json at every evaluation iteration. A drawing error is
+    logged, never raised: a plot must not end a training run.
+    """
+
+    def __init__(self, output_dir: str, eval_period: int) -> None:
+        self._output_dir = output_dir
+        self._period = int(eval_period)
+
+    def _draw(self) -> None:
+        from ..utils.plots import draw_run_plots
+
+        try:
+            draw_run_plots(self._output_dir, evaluation=False)
+        except Exception as e:  # noqa: BLE001 - see the class docstring
+            logger.warning("Could not draw the training curves: %s: %s", type(e).__name__, e)
+
+    def after_step(self) -> None:
+        """Redraw when an evaluation ran at this iteration."""
+        next_iter = self.trainer.iter + 1
+        if self._period > 0 and next_iter % self._period == 0 and next_iter != self.trainer.max_iter:
+            self._draw()
+
+    def after_train(self) -> None:
+        """Redraw with the whole run."""
+        self._draw()

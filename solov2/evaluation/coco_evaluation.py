@@ -26,7 +26,9 @@ from ..utils.errors import ConfigError, InputFileNotFoundError
 from ..utils.file_io import PathManager
 from ..utils.logger import create_multi_column_table, create_small_table
 from .coco_conversion import contiguous_to_dataset_id_map, convert_to_coco_json
+from .confusion import CONFUSION_FILE, DEFAULT_IOU_THR, DEFAULT_SCORE_THR, confusion_matrix, save_confusion
 from .evaluator import DatasetEvaluator
+from .pr_curves import PRECISION_FILE, save_precision
 
 __all__ = ["COCOEvaluator", "instances_to_coco_json", "summarize_coco_eval"]
 
@@ -111,8 +113,14 @@ class COCOEvaluator(DatasetEvaluator):
         output_dir: Optional[str] = None,
         *,
         max_dets_per_image: Optional[int] = None,
+        max_images: int = 0,
     ) -> None:
-        """Ground truth: metadata.json_file, else the dataset dicts converted to COCO json in output_dir."""
+        """Ground truth: metadata.json_file, else the dataset dicts converted to COCO json in output_dir.
+
+        max_images > 0 (TEST.MAX_IMAGES): only the images that were run through the model are scored, so a run on
+        the first N images is not charged with the objects of the others. With output_dir, the precision arrays
+        (coco_eval_<task>.npz) and the segm confusion matrix (confusion_segm.json) are saved there for plots.
+        """
         from ..data import MetadataCatalog
 
         self._dataset_name = dataset_name
@@ -123,6 +131,8 @@ class COCOEvaluator(DatasetEvaluator):
         self._distributed = distributed
         self._output_dir = output_dir
         self._max_dets = None if max_dets_per_image in (None, 100) else [1, 10, int(max_dets_per_image)]
+        self._max_images = int(max_images)
+        self._img_ids: Optional[List[Any]] = None  # the images scored, when not all of the ground truth's
         self._metadata = MetadataCatalog.get(dataset_name)
         self._reverse_id_map = contiguous_to_dataset_id_map(self._metadata)
         json_file = getattr(self._metadata, "json_file", None)
@@ -199,8 +209,15 @@ class COCOEvaluator(DatasetEvaluator):
             )
             return {}
         _renumber_zero_annotation_ids(coco_gt, gt_json)
+        self._img_ids = None
         missing = set(coco_gt.getImgIds()) - set(image_ids)
-        if missing:
+        if missing and self._max_images > 0:
+            self._img_ids = sorted(set(coco_gt.getImgIds()) & set(image_ids))
+            logger.info(
+                "[COCOEvaluator] TEST.MAX_IMAGES %d: scoring %d of the %d images of '%s'",
+                self._max_images, len(self._img_ids), len(coco_gt.getImgIds()), self._dataset_name,
+            )
+        elif missing:
             logger.warning(
                 "[COCOEvaluator] %d of %d images of '%s' were not run through the model (e.g. ids %s); their objects count as missed.",
                 len(missing),
@@ -212,7 +229,20 @@ class COCOEvaluator(DatasetEvaluator):
         results: Dict[str, Dict[str, float]] = OrderedDict()
         for task in self._tasks:
             results[task] = self._evaluate_task(coco_gt, coco_results, task, class_names)
+        if "segm" in self._tasks and self._output_dir:
+            self._save_confusion(coco_gt, coco_results, class_names)
         return results
+
+    def _save_confusion(self, coco_gt: COCO, coco_results: List[Dict[str, Any]], class_names: Dict[int, str]) -> None:
+        """confusion_segm.json in output_dir: the segm confusion matrix of the scored images."""
+        img_ids = self._img_ids if self._img_ids is not None else coco_gt.getImgIds()
+        sizes = {i: (coco_gt.imgs[i]["height"], coco_gt.imgs[i]["width"]) for i in img_ids}
+        cat_ids = sorted(coco_gt.getCatIds())
+        anns = coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=img_ids))
+        matrix = confusion_matrix(anns, coco_results, sizes, cat_ids, DEFAULT_IOU_THR, DEFAULT_SCORE_THR)
+        names = [class_names.get(c, str(c)) for c in cat_ids]
+        save_confusion(os.path.join(self._output_dir, CONFUSION_FILE), matrix, names, DEFAULT_IOU_THR,
+                       DEFAULT_SCORE_THR, len(img_ids))
 
     def _to_dataset_ids(self, coco_results: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         """Contiguous class indices -> the dataset's original category ids."""
@@ -247,6 +277,10 @@ class COCOEvaluator(DatasetEvaluator):
             )
             results = {name: 0.0 for name in _METRIC_NAMES}
             results.update({f"AP-{name}": 0.0 for name in class_names.values()})
+            if self._output_dir:
+                # A previous evaluation's precision array would be drawn as this one's PR curves.
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(self._output_dir, PRECISION_FILE.format(task=task)))
             return results
         if task == "segm" and "segmentation" not in coco_results[0]:
             raise ValueError("segm evaluation needs predicted masks (instances.pred_masks); the model gave none")
@@ -259,6 +293,8 @@ class COCOEvaluator(DatasetEvaluator):
             coco_eval = COCOeval(coco_gt, coco_dt, task)
             if self._max_dets is not None:
                 coco_eval.params.maxDets = self._max_dets
+            if self._img_ids is not None:
+                coco_eval.params.imgIds = self._img_ids
             coco_eval.evaluate()
             coco_eval.accumulate()
             coco_eval.summarize()
@@ -266,6 +302,8 @@ class COCOEvaluator(DatasetEvaluator):
         summary = "\n".join(line for line in captured.getvalue().splitlines() if line.lstrip().startswith("Average"))
         logger.info("COCOeval (%s) on '%s':\n%s", task, self._dataset_name, summary)
         results = summarize_coco_eval(coco_eval, class_names)
+        if self._output_dir:
+            save_precision(os.path.join(self._output_dir, PRECISION_FILE.format(task=task)), coco_eval, class_names)
         self._log_tables(task, results)
         return results
 

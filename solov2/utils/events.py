@@ -21,6 +21,11 @@ from .file_io import PathManager
 _CURRENT_STORAGE_STACK: List["EventStorage"] = []
 
 
+def current_event_storage() -> Optional["EventStorage"]:
+    """The EventStorage of the innermost `with EventStorage(...)` block, or None outside any (e.g. --eval-only)."""
+    return _CURRENT_STORAGE_STACK[-1] if _CURRENT_STORAGE_STACK else None
+
+
 def get_event_storage() -> "EventStorage":
     """The EventStorage of the innermost `with EventStorage(...)` block."""
     if not _CURRENT_STORAGE_STACK:
@@ -40,6 +45,7 @@ class EventStorage:
         self._latest_scalars: Dict[str, Tuple[float, int]] = {}
         self._iter = start_iter
         self._current_prefix = ""
+        self._vis_data: List[Tuple[str, Any, int]] = []
 
     def put_scalar(self, name: str, value: Any, smoothing_hint: bool = True, cur_iter: Optional[int] = None) -> None:
         """Record `value` for metric `name` at the current (or given) iteration."""
@@ -57,6 +63,19 @@ class EventStorage:
         """Record several scalars at once: put_scalars(loss=1.0, lr=0.1)."""
         for k, v in kwargs.items():
             self.put_scalar(k, v, smoothing_hint=smoothing_hint, cur_iter=cur_iter)
+
+    def put_image(self, name: str, img: Any) -> None:
+        """Queue an image (CHW; uint8 0-255 or float 0-1) for TensorBoard at the current iteration."""
+        self._vis_data.append((name, img, self._iter))
+
+    @property
+    def vis_data(self) -> List[Tuple[str, Any, int]]:
+        """Queued (name, CHW image, iteration) not yet written."""
+        return self._vis_data
+
+    def clear_images(self) -> None:
+        """Drop the queued images (the TensorBoard writer calls this once it has written them)."""
+        self._vis_data = []
 
     def history(self, name: str) -> HistoryBuffer:
         """The HistoryBuffer of metric `name` (KeyError naming it when never recorded)."""
@@ -161,7 +180,7 @@ class JSONWriter(EventWriter):
 
 
 class TensorboardXWriter(EventWriter):
-    """Writes scalars to TensorBoard event files (torch.utils.tensorboard) in `log_dir`."""
+    """Writes scalars and images to TensorBoard event files (torch.utils.tensorboard) in `log_dir`."""
 
     def __init__(self, log_dir: str, window_size: int = 20, **kwargs: Any) -> None:
         from torch.utils.tensorboard import SummaryWriter
@@ -171,7 +190,7 @@ class TensorboardXWriter(EventWriter):
         self._last_write = -1
 
     def write(self) -> None:
-        """Write scalars recorded since the previous call."""
+        """Write scalars recorded since the previous call and the queued images."""
         storage = get_event_storage()
         new_last = self._last_write
         for k, (v, itr) in storage.latest_with_smoothing_hint(self._window_size).items():
@@ -179,6 +198,9 @@ class TensorboardXWriter(EventWriter):
                 self._writer.add_scalar(k, v, itr)
                 new_last = max(new_last, itr)
         self._last_write = new_last
+        for name, img, itr in storage.vis_data:
+            self._writer.add_image(name, img, itr)
+        storage.clear_images()
         self._writer.flush()
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..structures import BitMasks, Instances, segmentation_to_bitmask
 
-__all__ = ["Visualizer", "instance_colors"]
+__all__ = ["Visualizer", "draw_ground_truth_and_predictions", "instance_colors", "tile_mosaic"]
 
 _GOLDEN = 0.618033988749895
 
@@ -202,3 +202,55 @@ class Visualizer:
         masks = [segmentation_to_bitmask(a["segmentation"], h, w) for a in annos]
         labels = [self._label(a.get("category_id"), None) for a in annos]
         return self.overlay_instances(masks, labels, instance_colors(len(masks)))
+
+
+def draw_ground_truth_and_predictions(
+    img_rgb: np.ndarray,
+    dataset_dict: Dict[str, Any],
+    predictions: Optional[Instances],
+    metadata: Any = None,
+    score_thr: float = 0.3,
+    height: int = 320,
+) -> np.ndarray:
+    """One panel: the image with its ground truth (left) beside the predictions scoring >= score_thr (right).
+
+    Both halves are scaled to `height` pixels and captioned, so panels of different images tile into a mosaic.
+    """
+    scale = height / max(1, img_rgb.shape[0])
+    gt = Visualizer(img_rgb, metadata, scale=scale).draw_dataset_dict(dict(dataset_dict))
+    if predictions is not None and len(predictions) and predictions.has("scores"):
+        predictions = predictions[predictions.scores >= score_thr]
+    pred = Visualizer(img_rgb, metadata, scale=scale).draw_instance_predictions(predictions) \
+        if predictions is not None else Visualizer(img_rgb, metadata, scale=scale).img.copy()
+    _caption(gt, "ground truth")
+    shown = len(predictions) if predictions is not None else 0
+    _caption(pred, f"predictions >= {score_thr:g}" + ("" if shown else " (none)"))
+    gap = np.full((gt.shape[0], 4, 3), 255, dtype=np.uint8)
+    return np.concatenate([gt, gap, pred], axis=1)
+
+
+def _caption(img: np.ndarray, text: str) -> None:
+    """A small white-on-black caption in the top-left corner, in place."""
+    scale = 0.45
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    cv2.rectangle(img, (0, 0), (tw + 6, th + base + 6), (0, 0, 0), thickness=-1)
+    cv2.putText(img, text, (3, th + 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def tile_mosaic(panels: Sequence[np.ndarray], columns: int = 2, gap: int = 8) -> np.ndarray:
+    """Panels (RGB uint8, any sizes) in rows of `columns`, packed left to right with white gaps between them."""
+    if not panels:
+        raise ValueError("tile_mosaic needs at least one panel")
+    columns = max(1, columns)
+    rows = [list(panels[i:i + columns]) for i in range(0, len(panels), columns)]
+    heights = [max(p.shape[0] for p in row) for row in rows]
+    widths = [sum(p.shape[1] for p in row) + gap * (len(row) - 1) for row in rows]
+    out = np.full((sum(heights) + gap * (len(rows) - 1), max(widths), 3), 255, np.uint8)
+    y = 0
+    for row, h in zip(rows, heights):
+        x = 0
+        for p in row:
+            out[y:y + p.shape[0], x:x + p.shape[1]] = p[:, :, :3]
+            x += p.shape[1] + gap
+        y += h + gap
+    return out
