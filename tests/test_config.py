@@ -184,3 +184,33 @@ def test_every_default_key_is_read_or_in_the_policy_table():
     unread = [k for k in all_keys(get_cfg())
               if k not in listed and not re.search(r"\." + re.escape(k.rsplit(".", 1)[-1]) + r"\b", code)]
     assert not unread, f"config keys neither read anywhere nor in solov2/config/key_policy.py: {unread}"
+
+
+def test_configurable_forwards_keywords_like_detectron2():
+    """cfg positional or as `cfg=`; keywords from_config takes go to it, the others override its result."""
+    from solov2.config import configurable
+
+    class Thing:
+        @configurable
+        def __init__(self, *, a, b=1, c=2):
+            self.abc = (a, b, c)
+
+        @classmethod
+        def from_config(cls, cfg, b=10):
+            return {"a": cfg.SEED, "b": b}
+
+    cfg = get_cfg()
+    cfg.SEED = 7
+    assert Thing(cfg).abc == (7, 10, 2)
+    assert Thing(cfg=cfg, b=3, c=4).abc == (7, 3, 4)
+    assert Thing(cfg, c=5).abc == (7, 10, 5)
+    assert Thing(a=1).abc == (1, 1, 2)
+
+    def from_config(cfg, scale=2):
+        return {"x": cfg.SEED * scale}
+
+    @configurable(from_config=from_config)
+    def fn(*, x, y=0):
+        return x + y
+
+    assert fn(cfg) == 14 and fn(cfg, scale=1, y=1) == 8 and fn(x=1) == 1

@@ -189,10 +189,10 @@ def test_postprocess_is_the_same_when_masks_are_chunked(monkeypatch):
     cells, classes, dim, hf, wf = 60, 4, 8, 24, 32
     scores = torch.rand(cells, classes, generator=g) * 0.6
     kernels = torch.randn(cells, dim, generator=g)
-    levels = torch.arange(cells) // 20
+    cell_strides = torch.tensor([8.0, 16.0, 32.0])[torch.arange(cells) // 20]
     feat = torch.randn(dim, hf, wf, generator=g)
-    params = InferenceParams(strides=[8, 16, 32], score_thr=0.2, nms_pre=30, max_per_img=10)
-    args = (scores, kernels, levels, feat, params, (90, 120), (96, 128), (45, 60))
+    params = InferenceParams(score_thr=0.2, nms_pre=30, max_per_img=10)
+    args = (scores, kernels, cell_strides, feat, params, (90, 120), (96, 128), (45, 60))
     monkeypatch.setattr(inference_module, "_PIXEL_RANGES", 1)
     whole = postprocess_image(*args)
     monkeypatch.setattr(inference_module, "_PIXEL_RANGES", 7)  # ranges that do not divide the 24 x 32 pixels
@@ -203,7 +203,7 @@ def test_postprocess_is_the_same_when_masks_are_chunked(monkeypatch):
     assert torch.equal(whole.boxes, chunked.boxes)
 
 
-def _loop_postprocess(scores, kernels, levels, feat, p, input_size, padded, out_size):
+def _loop_postprocess(scores, kernels, cell_strides, feat, p, input_size, padded, out_size):
     """DESIGN.md's inference steps read one candidate at a time (matrix NMS via the library's own tested function)."""
     from solov2.layers import matrix_nms
 
@@ -217,7 +217,7 @@ def _loop_postprocess(scores, kernels, levels, feat, p, input_size, padded, out_
             soft = torch.sigmoid(torch.einsum("e,ehw->hw", kernels[cell], feat))
             binary = soft > p.mask_thr
             area = int(binary.sum())
-            if area <= p.strides[int(levels[cell])]:
+            if area <= float(cell_strides[cell]):
                 continue
             maskness = float(soft[binary].sum()) / area
             cands.append((s * maskness, cls, soft, binary, area))
@@ -245,13 +245,12 @@ def test_postprocess_matches_loop_reading(kernel):
     cells, classes, dim, hf, wf = 40, 3, 6, 16, 24
     scores = torch.rand(cells, classes, generator=g) * 0.5
     kernels = torch.randn(cells, dim, generator=g) * 2
-    levels = torch.arange(cells) // 20
+    cell_strides = torch.tensor([150.0, 200.0])[torch.arange(cells) // 20]
     feat = torch.randn(dim, hf, wf, generator=g)
     feat[:, :, :8] += 1.5  # masks of varied extent so that the stride filter drops some candidates
     # 87 candidates, 54 pass the stride filter, NMS_PRE keeps 25; gaussian ends at MAX_PER_IMG, linear at UPDATE_THR
-    params = InferenceParams(strides=[150, 200], score_thr=0.15, nms_pre=25, update_thr=0.2, max_per_img=12,
-                             nms_kernel=kernel)
-    args = (scores, kernels, levels, feat, params, (60, 90), (64, 96), (30, 45))
+    params = InferenceParams(score_thr=0.15, nms_pre=25, update_thr=0.2, max_per_img=12, nms_kernel=kernel)
+    args = (scores, kernels, cell_strides, feat, params, (60, 90), (64, 96), (30, 45))
     got = postprocess_image(*args)
     want_scores, want_classes, want_masks = _loop_postprocess(*args)
     assert 3 <= len(want_scores) and len(got.scores) == len(want_scores)
@@ -292,7 +291,7 @@ def test_built_from_explicit_arguments_equals_built_from_config():
     ("MODEL.SOLOV2.INSTANCE_IN_CHANNELS", 64, "INSTANCE_IN_CHANNELS is 64 but the backbone"),
     ("MODEL.SOLOV2.MASK_IN_CHANNELS", 16, "MASK_IN_CHANNELS is 16 but the backbone"),
     ("MODEL.SOLOV2.MASK_IN_FEATURES", ["p2", "p4"], "strides must double"),
-    ("MODEL.SOLOV2.INSTANCE_IN_FEATURES", ["p2", "p3", "p4", "p5", "p7"], "INSTANCE_IN_FEATURES names"),
+    ("MODEL.SOLOV2.INSTANCE_IN_FEATURES", ["p2", "p3", "p4", "p5", "p7"], r"INSTANCE_IN_FEATURES.*\[.p7.\]"),
     ("MODEL.SOLOV2.FPN_INSTANCE_STRIDES", [8, 8, 16, 32], "one entry per level"),
     ("MODEL.SOLOV2.FPN_INSTANCE_STRIDES", [8, 8, 16, 32, 24], "power-of-two"),
 ])
@@ -324,14 +323,41 @@ def test_four_instance_levels_without_p6():
     assert out.pred_masks.shape[1:] == (96, 128)
 
 
-@pytest.mark.parametrize("d2,own,want", [(100, 100, 100), (50, 100, 50), (100, 30, 30), (40, 40, 40), (50, 30, None)])
-def test_detections_per_image(d2, own, want):
-    """TEST.DETECTIONS_PER_IMAGE is Detectron2's name for the cap: honoured alone, refused when it contradicts."""
+@pytest.mark.parametrize("d2,own", [(100, 100), (50, 100), (100, 30)])
+def test_detections_per_image_is_max_per_img(d2, own):
+    """The model's cap is MODEL.SOLOV2.MAX_PER_IMG alone; TEST.DETECTIONS_PER_IMAGE is the COCO evaluation's maxDets."""
     cfg = small_cfg()
     cfg.TEST.DETECTIONS_PER_IMAGE = d2
     cfg.MODEL.SOLOV2.MAX_PER_IMG = own
-    if want is None:
-        with pytest.raises(ValueError, match="DETECTIONS_PER_IMAGE"):
-            build_model(cfg)
-    else:
-        assert build_model(cfg).infer_params.max_per_img == want
+    assert build_model(cfg).infer_params.max_per_img == own
+
+
+def test_config_kwargs_are_overridden_by_explicit_ones():
+    """Detectron2's `configurable`: `SOLOv2(cfg, sigma=0.3)` is the config's model with one argument replaced."""
+    from solov2.modeling.meta_arch import SOLOv2
+    from solov2.modeling.solov2 import LossParams
+
+    cfg = small_cfg()
+    model = SOLOv2(cfg, sigma=0.3, score_thr=0.25, pixel_std=[2.0, 2.0, 2.0])
+    assert model.target_params.sigma == 0.3 and model.infer_params.score_thr == 0.25
+    assert model.target_params.num_grids == tuple(cfg.MODEL.SOLOV2.NUM_GRIDS)
+    assert model.pixel_std.flatten().tolist() == [2.0, 2.0, 2.0]
+    assert SOLOv2(cfg=cfg, losses=LossParams(dice_weight=1.0)).loss_params.dice_weight == 1.0
+    with pytest.raises(TypeError, match="no_such_argument"):
+        SOLOv2(cfg, no_such_argument=1)
+
+
+def test_argument_checks_name_the_argument_and_from_a_config_the_key():
+    """A module checks its own arguments once; built from a config, the same check names the config key."""
+    from solov2.modeling.meta_arch import SOLOv2
+    from solov2.modeling.solov2 import InferenceParams
+    from solov2.utils.errors import ArgumentError, ConfigError
+
+    with pytest.raises(ArgumentError, match="^nms_kernel must be"):
+        InferenceParams(nms_kernel="box")
+    args = SOLOv2.from_config(small_cfg())
+    args["instance_strides"] = [8, 8]
+    with pytest.raises(ArgumentError, match="^instance_strides needs one entry per level"):
+        SOLOv2(**args)
+    with pytest.raises(ConfigError, match=r"^MODEL\.SOLOV2\.NMS_KERNEL must be"):
+        SOLOv2(small_cfg(), nms_kernel="box")

@@ -213,7 +213,6 @@ class DefaultTrainer(TrainerBase):
         cfg = self.auto_scale_workers(cfg, comm.get_world_size())
         register_datasets_from_cfg(cfg)
         check_num_classes(cfg)
-        check_unsupported_keys(cfg)
         if cfg.SOLVER.CHECKPOINT_PERIOD <= 0:
             raise ConfigError(f"SOLVER.CHECKPOINT_PERIOD must be positive, got {cfg.SOLVER.CHECKPOINT_PERIOD}")
 

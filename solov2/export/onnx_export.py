@@ -88,13 +88,13 @@ class ExportableSOLOv2(nn.Module):
         # the same symbol and can prove that the levels line up (with size + (-size % d) it specializes them).
         x = F.pad(x, (0, (w + d - 1) // d * d - w, 0, (h + d - 1) // d * d - h))[None]
         cate_preds, kernel_preds, mask_feats = self.model.network(x)
-        scores, kernels, levels = flatten_image_preds(cate_preds, kernel_preds, 0)
+        scores, kernels, cell_strides = flatten_image_preds(cate_preds, kernel_preds, 0, self.model.instance_strides)
         out_h, out_w = output_size.tolist()
         # The image size as data for the crop to it after upsampling: as a size derived from the input shape, the
         # exporter would have to prove it is at most the padded size, which it cannot; as data it is a plain Slice.
         in_h, in_w = torch.stack([torch.scalar_tensor(h, dtype=torch.int64),
                                   torch.scalar_tensor(w, dtype=torch.int64)]).tolist()
-        det = postprocess_image(scores, kernels, levels, mask_feats[0], self.model.infer_params, (in_h, in_w),
+        det = postprocess_image(scores, kernels, cell_strides, mask_feats[0], self.model.infer_params, (in_h, in_w),
                                 tuple(x.shape[-2:]), (out_h, out_w))
         # K x out_h x out_w bool, K descending scores, K int64 classes, K x 4 boxes
         return det.masks, det.scores, det.classes, det.boxes

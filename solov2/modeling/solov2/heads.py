@@ -14,8 +14,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...config import configurable
-from ...layers import DeformConvWithOffset, ShapeSpec, concat_coord, get_norm
-from ...utils.errors import ConfigError
+from ...layers import COORD_CHANNELS, DeformConv, DeformConvWithOffset, ShapeSpec, concat_coord, get_norm
+from ...utils.errors import ArgumentError, ConfigError
 
 _DCN_TYPES = {"DCN": False, "DCNv2": True}  # TYPE_DCN -> modulated?
 
@@ -40,7 +40,7 @@ def _conv_norm_relu(in_ch: int, out_ch: int, kernel: int, norm: str, dcn_type: s
 def _init_normal(module: nn.Module, std: float = 0.01) -> None:
     """Conv weights ~ N(0, std), biases 0; then deformable offsets 0 (so DCN towers start as plain conv towers)."""
     for m in module.modules():
-        if isinstance(m, nn.Conv2d) or (hasattr(m, "weight") and m.__class__.__name__.endswith("DeformConv")):
+        if isinstance(m, (nn.Conv2d, DeformConv)):
             nn.init.normal_(m.weight, std=std)
             if getattr(m, "bias", None) is not None:
                 nn.init.constant_(m.bias, 0)
@@ -51,18 +51,23 @@ def _init_normal(module: nn.Module, std: float = 0.01) -> None:
             nn.init.zeros_(m.conv_offset.bias)
 
 
+# A head argument -> the config key it comes from (an ArgumentError about it then names the key; see configurable).
+_CONFIG_KEYS = {"norm": "MODEL.SOLOV2.NORM", "dcn_type": "MODEL.SOLOV2.TYPE_DCN"}
+
+
 def _check_norm(norm: str) -> str:
-    """Return MODEL.SOLOV2.NORM if the heads support it, else raise naming the key."""
+    """The heads' norm ("" for none) if they support it, else raise naming the argument."""
     if norm == "none":
         return ""  # the published Detectron2-based configs spell "no norm" this way
     if norm not in ("GN", "BN", "SyncBN", ""):
-        raise ConfigError(f"MODEL.SOLOV2.NORM must be 'GN', 'BN', 'SyncBN', 'none' or '', got '{norm}'")
+        raise ArgumentError("norm", f"must be 'GN', 'BN', 'SyncBN', 'none' or '', got '{norm}'")
     return norm
 
 
 def _check_dcn(dcn_type: str) -> str:
+    """The heads' deformable conv type ("" for plain convs) if supported, else raise naming the argument."""
     if dcn_type and dcn_type not in _DCN_TYPES:
-        raise ConfigError(f"MODEL.SOLOV2.TYPE_DCN must be one of {sorted(_DCN_TYPES)}, got '{dcn_type}'")
+        raise ArgumentError("dcn_type", f"must be one of {sorted(_DCN_TYPES)}, got '{dcn_type}'")
     return dcn_type
 
 
@@ -82,6 +87,8 @@ def _input_channels(input_shape: Optional[Sequence[ShapeSpec]], key: str, featur
 
 class SOLOv2InsHead(nn.Module):
     """Per level: coordinates appended, features resized to S x S, category and kernel towers."""
+
+    config_keys = _CONFIG_KEYS
 
     @configurable
     def __init__(
@@ -107,7 +114,8 @@ class SOLOv2InsHead(nn.Module):
         cate, kernel = [], []
         for i in range(num_convs):
             cate += _conv_norm_relu(in_channels if i == 0 else channels, channels, 3, norm, dcn_type)
-            kernel += _conv_norm_relu((in_channels + 2 * use_coord) if i == 0 else channels, channels, 3, norm, dcn_type)
+            kernel_in = in_channels + (COORD_CHANNELS if use_coord else 0)
+            kernel += _conv_norm_relu(kernel_in if i == 0 else channels, channels, 3, norm, dcn_type)
         self.cate_tower = nn.Sequential(*cate)
         self.kernel_tower = nn.Sequential(*kernel)
         self.cate_pred = nn.Conv2d(channels, num_classes, 3, padding=1)
@@ -120,11 +128,6 @@ class SOLOv2InsHead(nn.Module):
     def from_config(cls, cfg: Any, input_shape: Optional[Sequence[ShapeSpec]] = None) -> Dict[str, Any]:
         """Arguments from MODEL.SOLOV2.*; `input_shape` (one ShapeSpec per INSTANCE_IN_FEATURES) checks channels."""
         c = cfg.MODEL.SOLOV2
-        if len(c.NUM_GRIDS) != len(c.INSTANCE_IN_FEATURES):
-            raise ConfigError(
-                f"MODEL.SOLOV2.NUM_GRIDS has {len(c.NUM_GRIDS)} entries but INSTANCE_IN_FEATURES has "
-                f"{len(c.INSTANCE_IN_FEATURES)}"
-            )
         return {
             "in_channels": _input_channels(input_shape, "MODEL.SOLOV2.INSTANCE_IN_CHANNELS", "INSTANCE_IN_FEATURES",
                                            c.INSTANCE_IN_FEATURES, c.INSTANCE_IN_CHANNELS),
@@ -154,6 +157,8 @@ class SOLOv2InsHead(nn.Module):
 class SOLOv2MaskHead(nn.Module):
     """Unified mask features at the first level's stride: per-level conv(+x2 upsample) stacks summed, then 1x1 conv."""
 
+    config_keys = _CONFIG_KEYS
+
     @configurable
     def __init__(
         self,
@@ -177,7 +182,7 @@ class SOLOv2MaskHead(nn.Module):
             if i == 0:
                 level.add_module("conv0", nn.Sequential(*_conv_norm_relu(in_channels, channels, 3, norm, dcn_type)))
             for j in range(i):
-                first_in = in_channels + (2 if (i == num_levels - 1 and use_coord) else 0)
+                first_in = in_channels + (COORD_CHANNELS if (i == num_levels - 1 and use_coord) else 0)
                 level.add_module(f"conv{j}", nn.Sequential(
                     *_conv_norm_relu(first_in if j == 0 else channels, channels, 3, norm, dcn_type)))
                 level.add_module(f"upsample{j}", nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
