@@ -73,8 +73,8 @@ class SOLOv2(nn.Module):
         mask_in_features: Sequence[str],
         instance_strides: Sequence[int],
         targets: TargetParams,
-        losses: LossParams = LossParams(),
-        inference: InferenceParams = InferenceParams(),
+        losses: Optional[LossParams] = None,
+        inference: Optional[InferenceParams] = None,
         pixel_mean: Sequence[float] = (103.530, 116.280, 123.675),
         pixel_std: Sequence[float] = (1.0, 1.0, 1.0),
     ) -> None:
@@ -86,8 +86,8 @@ class SOLOv2(nn.Module):
         self.mask_in_features = list(mask_in_features)
         self.instance_strides = [int(s) for s in instance_strides]
         self.target_params = targets
-        self.loss_params = losses
-        self.infer_params = inference
+        self.loss_params = losses if losses is not None else LossParams()
+        self.infer_params = inference if inference is not None else InferenceParams()
         # Inference on CPU in the channels-last memory layout (a switch, e.g. for benchmarking the difference).
         self.channels_last = True
         self._feature_strides = _check_levels(backbone.output_shape(), self.instance_in_features,
