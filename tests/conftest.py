@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import pinned_model
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
@@ -56,3 +58,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def small_cfg():
+    """Factory of the narrow R18-FPN SOLOv2 config of tests/pinned_model.py: `small_cfg(num_classes=3)`."""
+
+    def make(num_classes: int = 3):
+        cfg = pinned_model.CONFIGS["small"]()
+        cfg.MODEL.SOLOV2.NUM_CLASSES = num_classes
+        return cfg
+
+    return make

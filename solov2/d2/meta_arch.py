@@ -10,6 +10,7 @@ from detectron2.structures import BitMasks, Boxes, ImageList, Instances, Polygon
 from torch import nn
 
 from ..modeling.meta_arch import SOLOv2 as _SOLOv2
+from .config import check_solov2_data_keys
 from ..structures import BitMasks as _RasterisedMasks
 
 
@@ -25,6 +26,7 @@ class SOLOv2(_SOLOv2):
     def from_config(cls, cfg: Any, backbone: Optional[nn.Module] = None, **overrides: Any) -> dict:
         """solov2's arguments from MODEL.SOLOV2.*, the backbone built by Detectron2 from MODEL.BACKBONE.NAME."""
         _check_backbone_keys(cfg)
+        check_solov2_data_keys(cfg)
         if backbone is None:
             backbone = build_backbone(cfg)
         return super().from_config(cfg, backbone=backbone, **overrides)

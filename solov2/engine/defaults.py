@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import sys
 import weakref
@@ -24,7 +23,14 @@ from ..data import (
     check_num_classes,
     register_datasets_from_cfg,
 )
-from ..evaluation import COCOEvaluator, DatasetEvaluator, inference_on_dataset, print_csv_format, verify_results
+from ..evaluation import (
+    COCOEvaluator,
+    DatasetEvaluator,
+    evaluator_output_folder,
+    inference_on_dataset,
+    print_csv_format,
+    verify_results,
+)
 from ..modeling import build_model
 from ..solver import build_lr_scheduler, build_optimizer, scale_for_world_size
 from ..utils import comm
@@ -277,10 +283,8 @@ class DefaultTrainer(TrainerBase):
         # After the checkpointer, so the final checkpoint exists even if evaluation fails.
         ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, test_and_save_results))
         if comm.is_main_process():
-            # Last, so the writers see the evaluation's results too. Writers keep only the latest value of
-            # each metric, so they must write at every evaluation iteration or results would be overwritten.
-            period = math.gcd(20, cfg.TEST.EVAL_PERIOD) if cfg.TEST.EVAL_PERIOD > 0 else 20
-            ret.append(hooks.PeriodicWriter(self.build_writers(), period=period))
+            # Last, so the writers see the evaluation's results too.
+            ret.append(hooks.PeriodicWriter(self.build_writers(), period=20, eval_period=cfg.TEST.EVAL_PERIOD))
         return ret
 
     def build_writers(self) -> List[EventWriter]:
@@ -343,9 +347,7 @@ class DefaultTrainer(TrainerBase):
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None) -> DatasetEvaluator:
         """COCOEvaluator writing to OUTPUT_DIR/inference (one sub-folder per dataset when there are several)."""
         if output_folder is None:
-            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference")
-            if len(cfg.DATASETS.TEST) > 1:
-                output_folder = os.path.join(output_folder, dataset_name)
+            output_folder = evaluator_output_folder(cfg, dataset_name)
         evaluator_type = getattr(MetadataCatalog.get(dataset_name), "evaluator_type", None) or "coco"
         if evaluator_type != "coco":
             raise ConfigError(

@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from ..utils.errors import ArgumentError
-from .mask_ops import as_uint8
+from ..structures.mask_ops import as_uint8
 
 
 def point_nms(heat: torch.Tensor, kernel: int = 2) -> torch.Tensor:

@@ -182,7 +182,8 @@ class SOLOv2(nn.Module):
         if (self.channels_last and not self.training and images.device.type == "cpu"
                 and not torch.compiler.is_exporting()):
             # Convolutions run ~1.4x faster on CPU on channels-last activations (tools/benchmark.py); every layer
-            # after the first keeps the layout of its input.
+            # after the first keeps the layout of its input. Not in an exported graph: ONNX tensors have no memory
+            # format, so the conversion would only add a copy to the graph.
             images = images.contiguous(memory_format=torch.channels_last)
         features = self.backbone(images)
         cate_preds, kernel_preds = self.ins_head(self._instance_features(features))

@@ -8,7 +8,8 @@ from typing import Any, List, NamedTuple, Sequence, Tuple
 import torch
 from torch.nn import functional as F
 
-from ...layers import mask_nms, masks_to_boxes, matrix_nms, point_nms
+from ...layers import mask_nms, matrix_nms, point_nms
+from ...structures import masks_to_boxes
 from ...utils.errors import ArgumentError
 
 NMS_TYPES = ("matrix", "mask")
