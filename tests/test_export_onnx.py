@@ -43,6 +43,7 @@ def _ort_record(outputs, size):
     return pm.instances_record(inst)
 
 
+@pytest.mark.slow
 def test_one_graph_gives_pytorchs_detections_on_two_image_sizes(exported):
     model, path = exported
     graph = onnx.load(path)
@@ -64,6 +65,7 @@ def test_one_graph_gives_pytorchs_detections_on_two_image_sizes(exported):
         np.testing.assert_allclose(got[3], np.array(want["boxes"]).reshape(-1, 4), atol=1)
 
 
+@pytest.mark.slow
 def test_onnx_predictor_matches_default_predictor(exported, tmp_path):
     model, path = exported
     Checkpointer(model, str(tmp_path)).save("weights")
@@ -78,6 +80,7 @@ def test_onnx_predictor_matches_default_predictor(exported, tmp_path):
     assert got.pred_masks.dtype == torch.bool and got.pred_classes.dtype == torch.int64
 
 
+@pytest.mark.slow
 def test_predictor_refuses_a_graph_exported_for_another_config(exported):
     _, path = exported
     cfg = pm.CONFIGS["small"]()
@@ -119,6 +122,7 @@ def _export_tool(*args):
                           text=True, timeout=600, cwd=str(REPO))
 
 
+@pytest.mark.slow
 def test_zero_detections_give_empty_outputs(tmp_path):
     """Exported with the command-line tool; SCORE_THR 1 leaves no candidate, so every step sees empty tensors."""
     cfg, cfg_file = _write_small_config(tmp_path, **{"MODEL.SOLOV2.SCORE_THR": 1.0})
@@ -135,6 +139,7 @@ def test_zero_detections_give_empty_outputs(tmp_path):
     assert len(DefaultPredictor(cfg)(image)["instances"]) == 0
 
 
+@pytest.mark.slow
 def test_export_tool_names_the_key_it_cannot_export(tmp_path):
     _, cfg_file = _write_small_config(tmp_path)
     r = _export_tool("--config-file", cfg_file, "--output", str(tmp_path / "x.onnx"), "MODEL.SOLOV2.NMS_TYPE", "mask")
@@ -171,6 +176,7 @@ def test_missing_packages_say_what_to_install(monkeypatch):
 
 
 
+@pytest.mark.slow
 def test_a_failed_write_keeps_the_existing_file(exported, tmp_path, monkeypatch):
     """The file is written beside the target and renamed once checked: a full disk mid-write loses nothing."""
     _, good = exported

@@ -2,10 +2,13 @@
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from solov2.modeling import build_model
 from solov2.structures import BitMasks, Instances
+
+pytestmark = pytest.mark.slow  # subprocess launches / trainings
 
 
 SIZE = 192

@@ -1,9 +1,10 @@
 """SOLOv2 meta-architecture: backbone + instance head + mask-feature head, Detectron2-style inputs/outputs.
 
 Built from explicit arguments (any backbone with `output_shape()` and `size_divisibility`, the two heads, the
-target/loss/inference parameters) or from a config through `from_config`, in Detectron2's pattern. The input and
-output structures are adapted in small hooks (`_batch_images`, `_gt_tensors`, `_wrap_detections`) so that
-`solov2.d2` can use Detectron2's own structures without another copy of SOLOv2.
+target/loss/inference parameter bundles) or from a config through `from_config`, in Detectron2's pattern. The
+input and output structures are adapted in small hooks (`_batch_images`, `_gt_tensors`, and the `instances_cls` /
+`boxes_cls` detections are wrapped in) so that `solov2.d2` can use Detectron2's own structures without another copy
+of SOLOv2.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -38,6 +39,15 @@ from ..solov2 import (
 from .build import META_ARCH_REGISTRY
 
 logger = logging.getLogger(__name__)
+
+class HeadOutputs(NamedTuple):
+    """What the network gives for a batch: per-level N x C x S x S category logits and N x E x S x S kernels, and
+    N x E x H/4 x W/4 mask features."""
+
+    cate_preds: List[torch.Tensor]
+    kernel_preds: List[torch.Tensor]
+    mask_feats: torch.Tensor
+
 
 _PARAM_BUNDLES = {"targets": TargetParams, "losses": LossParams, "inference": InferenceParams}
 
@@ -176,9 +186,8 @@ class SOLOv2(nn.Module):
         images = [self.normalize(x["image"].to(self.device)) for x in batched_inputs]
         return self._batch_images(images)
 
-    def network(self, images: torch.Tensor) -> Tuple[List[torch.Tensor], List[torch.Tensor], torch.Tensor]:
+    def network(self, images: torch.Tensor) -> HeadOutputs:
         """Backbone and heads on a normalised, padded batch: per-level category logits and kernels, mask features."""
-        # Shapes: N x C x S x S and N x E x S x S per instance level, N x E x H/4 x W/4 mask features.
         if (self.channels_last and not self.training and images.device.type == "cpu"
                 and not torch.compiler.is_exporting()):
             # Convolutions run ~1.4x faster on CPU on channels-last activations (tools/benchmark.py); every layer
@@ -188,7 +197,7 @@ class SOLOv2(nn.Module):
         features = self.backbone(images)
         cate_preds, kernel_preds = self.ins_head(self._instance_features(features))
         mask_feats = self.mask_head([features[f] for f in self.mask_in_features])
-        return cate_preds, kernel_preds, mask_feats
+        return HeadOutputs(cate_preds, kernel_preds, mask_feats)
 
     def _instance_features(self, features: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
         """Resize each instance level to its FPN_INSTANCE_STRIDES stride ([p2..p6] -> strides 8, 8, 16, 32, 32).
@@ -213,20 +222,15 @@ class SOLOv2(nn.Module):
     def forward(self, batched_inputs: List[Dict[str, Any]]) -> Union[Dict[str, torch.Tensor], List[Dict[str, Any]]]:
         """Training: {"loss_ins", "loss_cate"}; inference: [{"instances": Instances}] per image."""
         images = self.preprocess_image(batched_inputs)
-        cate_preds, kernel_preds, mask_feats = self.network(images.tensor)
+        outputs = self.network(images.tensor)
         if self.training:
-            return self.losses(batched_inputs, images, cate_preds, kernel_preds, mask_feats)
-        return self.inference(batched_inputs, images, cate_preds, kernel_preds, mask_feats)
+            return self.losses(batched_inputs, images, outputs)
+        return self.inference(batched_inputs, images, outputs)
 
-    def losses(
-        self,
-        batched_inputs: List[Dict[str, Any]],
-        images: ImageList,
-        cate_preds: List[torch.Tensor],
-        kernel_preds: List[torch.Tensor],
-        mask_feats: torch.Tensor,
-    ) -> Dict[str, torch.Tensor]:
+    def losses(self, batched_inputs: List[Dict[str, Any]], images: ImageList,
+               outputs: HeadOutputs) -> Dict[str, torch.Tensor]:
         """Assign targets per image and compute the focal + dice losses."""
+        cate_preds, kernel_preds, mask_feats = outputs
         if any("instances" not in x for x in batched_inputs):
             raise ValueError("SOLOv2 training needs an 'instances' field (gt_classes, gt_masks, gt_boxes) in every input")
         padded = tuple(images.tensor.shape[-2:])
@@ -239,15 +243,10 @@ class SOLOv2(nn.Module):
         return solov2_losses(cate_preds, kernel_preds, mask_feats, targets, mask_targets, self.loss_params)
 
     @torch.no_grad()
-    def inference(
-        self,
-        batched_inputs: List[Dict[str, Any]],
-        images: ImageList,
-        cate_preds: List[torch.Tensor],
-        kernel_preds: List[torch.Tensor],
-        mask_feats: torch.Tensor,
-    ) -> List[Dict[str, Any]]:
+    def inference(self, batched_inputs: List[Dict[str, Any]], images: ImageList,
+                  outputs: HeadOutputs) -> List[Dict[str, Any]]:
         """Post-process every image to its original size."""
+        cate_preds, kernel_preds, mask_feats = outputs
         results = []
         padded = tuple(images.tensor.shape[-2:])
         for i, x in enumerate(batched_inputs):
