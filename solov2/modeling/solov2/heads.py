@@ -71,6 +71,11 @@ def _check_dcn(dcn_type: str) -> str:
     return dcn_type
 
 
+def _conv_args(c: Any, use_dcn: bool) -> Dict[str, Any]:
+    """What both heads take from MODEL.SOLOV2 (`c`) for their convs: norm, coordinates, deformable conv type."""
+    return {"norm": c.NORM, "use_coord": c.USE_COORD_CONV, "dcn_type": c.TYPE_DCN if use_dcn else ""}
+
+
 def _input_channels(input_shape: Optional[Sequence[ShapeSpec]], key: str, features_key: str,
                     features: Sequence[str], configured: int) -> int:
     """The configured input channels, checked against the backbone's feature shapes when they are known."""
@@ -136,10 +141,8 @@ class SOLOv2InsHead(nn.Module):
             "num_kernels": c.NUM_KERNELS,
             "channels": c.INSTANCE_CHANNELS,
             "num_convs": c.NUM_INSTANCE_CONVS,
-            "norm": c.NORM,
-            "use_coord": c.USE_COORD_CONV,
-            "dcn_type": c.TYPE_DCN if c.USE_DCN_IN_INSTANCE else "",
             "prior_prob": c.PRIOR_PROB,
+            **_conv_args(c, c.USE_DCN_IN_INSTANCE),
         }
 
     def forward(self, features: List[torch.Tensor]) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
@@ -203,9 +206,7 @@ class SOLOv2MaskHead(nn.Module):
             "num_levels": len(c.MASK_IN_FEATURES),
             "num_masks": c.NUM_MASKS,
             "channels": c.MASK_CHANNELS,
-            "norm": c.NORM,
-            "use_coord": c.USE_COORD_CONV,
-            "dcn_type": c.TYPE_DCN if c.USE_DCN_IN_MASK else "",
+            **_conv_args(c, c.USE_DCN_IN_MASK),
         }
 
     def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
