@@ -10,15 +10,20 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(exclude=("tests", "tests.*", "configs", "tools", "demo", "datasets")),
+    # Lower bounds are what the code calls: torch.compiler.is_exporting (the eager/exported branches) first shipped in
+    # torch 2.6, with torchvision 0.21; Pillow, tabulate and termcolor are imported directly (not only via fvcore).
     install_requires=[
-        "torch>=2.0",
-        "torchvision>=0.15",
+        "torch>=2.6",
+        "torchvision>=0.21",
         "fvcore>=0.1.5",
         "iopath>=0.1.9",
         "pycocotools>=2.0.2",
         "opencv-python-headless>=4.5",
         "numpy",
+        "Pillow",
         "pyyaml>=5.1",
+        "tabulate",
+        "termcolor",
         "tensorboard",
         "tqdm",
     ],

@@ -7,11 +7,24 @@ from pathlib import Path
 import pytest
 import torch
 
+import pinned_model
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 # Two cores: keep intra-op threads bounded so parallel work does not thrash.
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+# pytest.ini gives every test 600 s; a slow test (several tool launches, an export in its fixture) may take longer
+# on a loaded 2-core machine.
+SLOW_TEST_TIMEOUT = 1800
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    """Give tests marked slow SLOW_TEST_TIMEOUT unless they ask for a timeout themselves."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT))
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +69,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def small_cfg():
+    """Factory of the narrow R18-FPN SOLOv2 config of tests/pinned_model.py: `small_cfg(num_classes=3)`."""
+
+    def make(num_classes: int = 3):
+        cfg = pinned_model.CONFIGS["small"]()
+        cfg.MODEL.SOLOV2.NUM_CLASSES = num_classes
+        return cfg
+
+    return make

@@ -9,6 +9,8 @@ import pytest
 
 from solov2.data.datasets import ensure_shapes_split
 
+pytestmark = pytest.mark.slow  # subprocess launches / trainings
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH = [sys.executable, str(REPO / "tools" / "benchmark.py"), "--config-file",
          str(REPO / "configs" / "quickstart" / "shapes_R18.yaml")]

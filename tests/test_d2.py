@@ -136,16 +136,22 @@ def test_published_yaml_loads_unchanged(published_yaml):
 def test_solov2_only_data_keys():
     cfg = d2_cfg()
     cfg.INPUT.HFLIP_TRAIN = False
+    with pytest.raises(ValueError, match="HFLIP_TRAIN"):  # building the model refuses what the data would ignore
+        solov2.d2.SOLOv2(cfg)
     apply_solov2_data_keys(cfg)
     assert cfg.INPUT.RANDOM_FLIP == "none"
     cfg.DATALOADER.SKIP_CORRUPT_IMAGES = True
     with pytest.raises(ValueError, match="SKIP_CORRUPT_IMAGES"):
         apply_solov2_data_keys(cfg)
+    with pytest.raises(ValueError, match="SKIP_CORRUPT_IMAGES"):
+        solov2.d2.SOLOv2(cfg)
     # Detectron2's test loader and evaluator would evaluate every image: refused by name, not ignored.
     cfg = d2_cfg()
     cfg.TEST.MAX_IMAGES = 10
     with pytest.raises(ValueError, match="TEST.MAX_IMAGES 10"):
         apply_solov2_data_keys(cfg)
+    with pytest.raises(ValueError, match="TEST.MAX_IMAGES 10"):
+        solov2.d2.SOLOv2(cfg)
 
 
 # ------------------------------------------------------------------------------------------------ registration

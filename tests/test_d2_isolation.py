@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Run with detectron2 made unimportable (None in sys.modules makes `import detectron2` raise ImportError).
@@ -35,6 +37,7 @@ print("IMPORTED", imported)
 """
 
 
+@pytest.mark.slow
 def test_without_detectron2_everything_else_imports_and_solov2_d2_explains():
     proc = subprocess.run([sys.executable, "-c", BLOCKED], cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})

@@ -17,6 +17,8 @@ pytest.importorskip("detectron2", reason="Detectron2 is not installed (CI instal
 
 from d2_helpers import write_polygon_shapes  # noqa: E402
 
+pytestmark = pytest.mark.slow  # subprocess launches / trainings
+
 REPO = Path(__file__).resolve().parents[1]
 
 # A narrow R18-FPN SOLOv2 Detectron2 can build (its R18 needs 64 res2 channels) on 64 px images.

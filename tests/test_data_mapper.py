@@ -7,7 +7,7 @@ from PIL import Image
 
 from solov2.config import get_cfg
 from solov2.data import DatasetMapper, ImageReadError, annotations_to_instances, read_image
-from solov2.layers.mask_ops import masks_to_boxes
+from solov2.structures import masks_to_boxes
 
 
 def test_read_image_modes(tmp_path):

@@ -50,6 +50,7 @@ def test_builtin_shapes_registered(tmp_path, monkeypatch):
     assert MetadataCatalog.get("shapes_val").thing_classes == ["circle", "triangle", "rectangle"]
 
 
+@pytest.mark.slow
 def test_visualize_data_tool(tmp_path, monkeypatch):
     import importlib.util
     from pathlib import Path

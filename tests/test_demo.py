@@ -32,6 +32,7 @@ def _run(args, **kw):
                           capture_output=True, text=True, timeout=240, cwd=str(REPO), **kw)
 
 
+@pytest.mark.slow
 def test_demo_on_labelme_images_with_a_corrupt_input(shared_data, tmp_path):
     images = sorted((shared_data / "voc_labelme_coco" / "JPEGImages").glob("*.jpg"))
     corrupt = tmp_path / "broken.jpg"
@@ -60,6 +61,7 @@ def test_demo_on_labelme_images_with_a_corrupt_input(shared_data, tmp_path):
             assert 0 <= x and 0 <= y and x + bw <= w and y + bh <= h
 
 
+@pytest.mark.slow
 def test_demo_video_keeps_frame_count(tmp_path):
     src = tmp_path / "clip.mp4"
     writer = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"mp4v"), 12.0, (96, 64))

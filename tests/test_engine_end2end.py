@@ -13,6 +13,8 @@ import pytest
 
 from solov2.data.datasets import ensure_shapes_split
 
+pytestmark = pytest.mark.slow  # subprocess launches / trainings
+
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_NET = REPO / "tools" / "train_net.py"
 CONFIG = REPO / "configs" / "quickstart" / "shapes_R18.yaml"

@@ -13,6 +13,8 @@ from torch import nn
 from solov2.engine import SimpleTrainer, launch
 from solov2.utils import comm
 
+pytestmark = pytest.mark.slow  # subprocess launches / trainings
+
 
 def _worker(out_dir: str) -> None:
     """Checks the process group and trains a tiny DDP model with rank-specific data."""

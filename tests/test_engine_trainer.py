@@ -54,6 +54,7 @@ def _tensors_equal(a, b) -> bool:
     return a == b
 
 
+@pytest.mark.slow
 def test_resume_restores_model_optimizer_scheduler_and_iteration(tiny_cfg_factory, tmp_path):
     torch.manual_seed(0)
     full = DefaultTrainer(tiny_cfg_factory(tmp_path))
@@ -105,6 +106,7 @@ class _NaNTrainer(DefaultTrainer):
         return _NaNAtSecondCall(super().build_model(cfg))
 
 
+@pytest.mark.slow
 def test_forced_nan_loss_stops_with_named_error(tiny_cfg_factory, tmp_path):
     trainer = _NaNTrainer(tiny_cfg_factory(tmp_path, max_iter=5))
     trainer.resume_or_load(resume=False)
@@ -145,6 +147,7 @@ def test_default_argument_parser():
     assert args.eval_only and args.dist_url == "auto" and args.opts == ["MODEL.WEIGHTS", "m.pth"]
 
 
+@pytest.mark.slow
 def test_every_periodic_evaluation_reaches_metrics_json(tiny_cfg_factory, tmp_path):
     cfg = tiny_cfg_factory(tmp_path, max_iter=6)
     cfg.DATASETS.TEST = ("trainer_shapes",)

@@ -101,6 +101,7 @@ runpy.run_path(train_net, run_name="__main__")
 """
 
 
+@pytest.mark.slow
 def test_disk_full_during_a_checkpoint_save_keeps_the_previous_one(tiny_split, tmp_path):
     script = tmp_path / "faulty_train_net.py"
     script.write_text(FAULTY_TRAIN_NET)
@@ -108,9 +109,9 @@ def test_disk_full_during_a_checkpoint_save_keeps_the_previous_one(tiny_split, t
     code, stdout, err = run([script, "enospc", *_train_args(tiny_split, out)])
     assert code == 1, err
     assert len(err) == 1, err  # the one ERROR line, no traceback, nothing printed twice
-    assert err[0] == (f"ERROR: Could not save checkpoint '{out}/model_0000005.pth': no space left on device (the disk "
-                      f"is full). The previous checkpoint '{out}/model_0000002.pth' is intact and last_checkpoint "
-                      "still points to it, so --resume continues from there once the problem is fixed.")
+    # The facts the message must carry: what failed, why, and which checkpoint --resume continues from.
+    assert err[0].startswith("ERROR: ") and f"'{out}/model_0000005.pth'" in err[0], err
+    assert "no space left on device" in err[0] and f"'{out}/model_0000002.pth' is intact" in err[0], err
     assert sorted(p.name for p in out.glob("*.pth")) == ["model_0000002.pth"]
     assert not list(out.glob(".*.tmp")) and (out / "last_checkpoint").read_text() == "model_0000002.pth"
     model = torch.nn.Module()
@@ -119,6 +120,7 @@ def test_disk_full_during_a_checkpoint_save_keeps_the_previous_one(tiny_split, t
     assert "Traceback" in (out / "log.txt").read_text()
 
 
+@pytest.mark.slow
 def test_kill_during_a_checkpoint_save_then_resume(tiny_split, tmp_path):
     script = tmp_path / "faulty_train_net.py"
     script.write_text(FAULTY_TRAIN_NET)
@@ -160,12 +162,12 @@ def test_bad_checkpoints_are_user_errors(tmp_path):
     Checkpointer(model, str(tmp_path)).save("good")
     good = (tmp_path / "good.pth").read_bytes()
     (tmp_path / "truncated.pth").write_bytes(good[: len(good) // 2])
-    with pytest.raises(CheckpointError, match=r"truncated.pth' \(the file is truncated or not a PyTorch checkpoint\)"):
+    with pytest.raises(CheckpointError, match=r"truncated\.pth'.*truncated or not a PyTorch checkpoint"):
         Checkpointer(torch.nn.Linear(2, 2)).load(str(tmp_path / "truncated.pth"))
     torch.save({"model": {"conv.weight": torch.zeros(3)}}, tmp_path / "other.pth")
     # BatchNorm's num_batches_tracked is in every ResNet: it does not make an unrelated checkpoint fit.
     for model in (torch.nn.Linear(2, 2), torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1), torch.nn.BatchNorm2d(1))):
-        with pytest.raises(CheckpointError, match="None of the 1 parameters in the checkpoint fits this model"):
+        with pytest.raises(CheckpointError, match="None of the 1 parameters"):
             Checkpointer(model).load(str(tmp_path / "other.pth"))
     # Resuming with another optimizer: torch would load AdamW's state into SGD and fail at the next step.
     adamw_model = torch.nn.Linear(2, 2)
@@ -176,8 +178,7 @@ def test_bad_checkpoints_are_user_errors(tmp_path):
     sgd_model = torch.nn.Linear(2, 2)
     ck = Checkpointer(sgd_model, str(tmp_path / "run"),
                       optimizer=torch.optim.SGD(sgd_model.parameters(), lr=0.1, momentum=0.9))
-    with pytest.raises(CheckpointError, match=r"written by another optimizer than this run's SGD \(it has no "
-                                              r"dampening, momentum\): resume with the SOLVER.OPTIMIZER"):
+    with pytest.raises(CheckpointError, match=r"another optimizer.*SGD.*dampening, momentum.*SOLVER\.OPTIMIZER"):
         ck.resume_or_load("", resume=True)
     two = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
     ck = Checkpointer(two[0], str(tmp_path / "run"), optimizer=torch.optim.AdamW(two.parameters()))
@@ -185,10 +186,11 @@ def test_bad_checkpoints_are_user_errors(tmp_path):
         ck.resume_or_load("", resume=True)
     # An unreadable last checkpoint says how to resume from an earlier one.
     (tmp_path / "run" / "model_0000001.pth").write_bytes(good[:100])
-    with pytest.raises(CheckpointError, match="truncated.*It is the checkpoint .*last_checkpoint' names: point that"):
+    with pytest.raises(CheckpointError, match="truncated.*last_checkpoint"):
         Checkpointer(torch.nn.Linear(2, 2), str(tmp_path / "run")).resume_or_load("", resume=True)
 
 
+@pytest.mark.slow
 def test_output_dir_lock_is_taken_over_from_a_dead_process(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -211,6 +213,7 @@ def _video(path: Path, frames: int = 3) -> None:
     writer.release()
 
 
+@pytest.mark.slow
 def test_demo_never_overwrites_its_inputs(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -287,6 +290,7 @@ def split_with_a_corrupt_image(tiny_split, tmp_path):
     return json_file, str(images), bad
 
 
+@pytest.mark.slow
 def test_eval_only_skips_unreadable_images(split_with_a_corrupt_image, tmp_path):
     json_file, images, bad = split_with_a_corrupt_image
     common = [TRAIN_NET, "--config-file", CONFIG, "--eval-only", "--register-coco", "corrupt_val", json_file, images,
@@ -304,6 +308,7 @@ def test_eval_only_skips_unreadable_images(split_with_a_corrupt_image, tmp_path)
     assert err[0].endswith("(DATALOADER.SKIP_CORRUPT_IMAGES True skips unreadable images)")
 
 
+@pytest.mark.slow
 def test_visualize_data_skips_unreadable_images_and_never_overwrites(split_with_a_corrupt_image, tmp_path):
     json_file, images, bad = split_with_a_corrupt_image
     common = [VISUALIZE, "--config-file", CONFIG, "DATASETS.COCO_INSTANCES", f"(('vis_corrupt', '{json_file}', "
@@ -366,6 +371,7 @@ def test_mapper_crops_image_and_masks_alike(tmp_path):
     assert tuple(DatasetMapper(cfg, True)(d)["image"].shape) == (3, 30, 40)  # 60x80 resized to short side 30
 
 
+@pytest.mark.slow
 def test_crop_through_visualize_data(tiny_split, tmp_path):
     json_file, image_root = tiny_split
     code, stdout, err = run([

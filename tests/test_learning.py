@@ -2,12 +2,14 @@
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from solov2.modeling import build_model
 from solov2.structures import BitMasks, Instances
 
-from test_solov2_model import small_cfg
+pytestmark = pytest.mark.slow  # subprocess launches / trainings
+
 
 SIZE = 192
 
@@ -43,7 +45,7 @@ def _make_images(seed=0, n_images=4):
     return data
 
 
-def test_small_solov2_learns_shapes(one_thread):
+def test_small_solov2_learns_shapes(one_thread, small_cfg):
     torch.manual_seed(0)
     cfg = small_cfg(num_classes=3)
     cfg.MODEL.RESNETS.NORM = "BN"

@@ -15,27 +15,6 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "SOLOv2"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def small_cfg(num_classes=3):
-    """A narrow R18-FPN SOLOv2 that runs in well under a second on CPU."""
-    cfg = get_cfg()
-    cfg.merge_from_file(str(CONFIGS / "Base-SOLOv2.yaml"))
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.RESNETS.DEPTH = 18
-    cfg.MODEL.RESNETS.STEM_OUT_CHANNELS = 16
-    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 16
-    cfg.MODEL.FPN.OUT_CHANNELS = 32
-    s = cfg.MODEL.SOLOV2
-    s.NUM_CLASSES = num_classes
-    s.INSTANCE_IN_CHANNELS = s.MASK_IN_CHANNELS = 32
-    s.INSTANCE_CHANNELS = 32
-    s.NUM_INSTANCE_CONVS = 2
-    s.NUM_KERNELS = s.NUM_MASKS = 32
-    s.MASK_CHANNELS = 32
-    s.NUM_GRIDS = [12, 10, 8, 6, 4]
-    s.FPN_SCALE_RANGES = ((1, 32), (16, 64), (32, 128), (64, 256), (128, 512))
-    return cfg
-
-
 def _instances(h, w, boxes, classes):
     masks = torch.zeros(len(boxes), h, w, dtype=torch.bool)
     for k, (x1, y1, x2, y2) in enumerate(boxes):
@@ -58,7 +37,7 @@ def test_r50_state_dict_loads_strictly(reference_state_dict_shapes):
     assert torch.equal(model.mask_head.conv_pred[0].weight, state["mask_head.conv_pred.0.weight"])
 
 
-def test_head_initialisation():
+def test_head_initialisation(small_cfg):
     model = build_model(small_cfg())
     bias = model.ins_head.cate_pred.bias
     assert torch.allclose(bias, torch.full_like(bias, -torch.log(torch.tensor(99.0)).item()))
@@ -67,7 +46,7 @@ def test_head_initialisation():
 
 
 @pytest.mark.parametrize("all_empty", [False, True])
-def test_training_step_with_empty_images(all_empty):
+def test_training_step_with_empty_images(all_empty, small_cfg):
     torch.manual_seed(0)
     model = build_model(small_cfg()).train()
     img = torch.randint(0, 255, (3, 96, 128), dtype=torch.uint8)
@@ -85,7 +64,7 @@ def test_training_step_with_empty_images(all_empty):
         assert losses["loss_ins"] > 0
 
 
-def test_inference_outputs_for_batch_of_different_sizes():
+def test_inference_outputs_for_batch_of_different_sizes(small_cfg):
     torch.manual_seed(0)
     cfg = small_cfg()
     cfg.MODEL.SOLOV2.SCORE_THR = 0.0  # untrained model: let candidates through
@@ -112,7 +91,7 @@ def test_inference_outputs_for_batch_of_different_sizes():
             assert torch.all(b[:, 2] > b[:, 0]) and torch.all(b[:, 3] > b[:, 1])
 
 
-def test_inference_with_no_detections():
+def test_inference_with_no_detections(small_cfg):
     cfg = small_cfg()
     cfg.MODEL.SOLOV2.SCORE_THR = 1.01
     model = build_model(cfg).eval()
@@ -124,7 +103,7 @@ def test_inference_with_no_detections():
     assert inst.pred_classes.dtype == torch.int64
 
 
-def test_bad_config_values_are_named():
+def test_bad_config_values_are_named(small_cfg):
     cfg = small_cfg()
     cfg.MODEL.SOLOV2.NMS_TYPE = "soft"
     with pytest.raises(ValueError, match="NMS_TYPE"):
@@ -140,7 +119,7 @@ def test_bad_config_values_are_named():
 
 
 @pytest.mark.parametrize("norm", ["none", "", "BN"])
-def test_head_norm_variants(norm):
+def test_head_norm_variants(norm, small_cfg):
     """NORM "none" (the published configs' spelling) and "" mean plain convs with bias; "BN" uses BatchNorm.
 
     The mask head's final 1x1 conv is followed by GroupNorm whatever NORM says, as in the published model.
@@ -166,7 +145,7 @@ def test_head_norm_variants(norm):
     assert out.pred_masks.shape[1:] == (64, 64)
 
 
-def test_dcn_heads_and_mask_nms_build_and_run():
+def test_dcn_heads_and_mask_nms_build_and_run(small_cfg):
     cfg = small_cfg()
     cfg.MODEL.SOLOV2.USE_DCN_IN_INSTANCE = True
     cfg.MODEL.SOLOV2.USE_DCN_IN_MASK = True
@@ -189,10 +168,10 @@ def test_postprocess_is_the_same_when_masks_are_chunked(monkeypatch):
     cells, classes, dim, hf, wf = 60, 4, 8, 24, 32
     scores = torch.rand(cells, classes, generator=g) * 0.6
     kernels = torch.randn(cells, dim, generator=g)
-    levels = torch.arange(cells) // 20
+    cell_strides = torch.tensor([8.0, 16.0, 32.0])[torch.arange(cells) // 20]
     feat = torch.randn(dim, hf, wf, generator=g)
-    params = InferenceParams(strides=[8, 16, 32], score_thr=0.2, nms_pre=30, max_per_img=10)
-    args = (scores, kernels, levels, feat, params, (90, 120), (96, 128), (45, 60))
+    params = InferenceParams(score_thr=0.2, nms_pre=30, max_per_img=10)
+    args = (scores, kernels, cell_strides, feat, params, (90, 120), (96, 128), (45, 60))
     monkeypatch.setattr(inference_module, "_PIXEL_RANGES", 1)
     whole = postprocess_image(*args)
     monkeypatch.setattr(inference_module, "_PIXEL_RANGES", 7)  # ranges that do not divide the 24 x 32 pixels
@@ -203,7 +182,7 @@ def test_postprocess_is_the_same_when_masks_are_chunked(monkeypatch):
     assert torch.equal(whole.boxes, chunked.boxes)
 
 
-def _loop_postprocess(scores, kernels, levels, feat, p, input_size, padded, out_size):
+def _loop_postprocess(scores, kernels, cell_strides, feat, p, input_size, padded, out_size):
     """DESIGN.md's inference steps read one candidate at a time (matrix NMS via the library's own tested function)."""
     from solov2.layers import matrix_nms
 
@@ -217,7 +196,7 @@ def _loop_postprocess(scores, kernels, levels, feat, p, input_size, padded, out_
             soft = torch.sigmoid(torch.einsum("e,ehw->hw", kernels[cell], feat))
             binary = soft > p.mask_thr
             area = int(binary.sum())
-            if area <= p.strides[int(levels[cell])]:
+            if area <= float(cell_strides[cell]):
                 continue
             maskness = float(soft[binary].sum()) / area
             cands.append((s * maskness, cls, soft, binary, area))
@@ -245,13 +224,12 @@ def test_postprocess_matches_loop_reading(kernel):
     cells, classes, dim, hf, wf = 40, 3, 6, 16, 24
     scores = torch.rand(cells, classes, generator=g) * 0.5
     kernels = torch.randn(cells, dim, generator=g) * 2
-    levels = torch.arange(cells) // 20
+    cell_strides = torch.tensor([150.0, 200.0])[torch.arange(cells) // 20]
     feat = torch.randn(dim, hf, wf, generator=g)
     feat[:, :, :8] += 1.5  # masks of varied extent so that the stride filter drops some candidates
     # 87 candidates, 54 pass the stride filter, NMS_PRE keeps 25; gaussian ends at MAX_PER_IMG, linear at UPDATE_THR
-    params = InferenceParams(strides=[150, 200], score_thr=0.15, nms_pre=25, update_thr=0.2, max_per_img=12,
-                             nms_kernel=kernel)
-    args = (scores, kernels, levels, feat, params, (60, 90), (64, 96), (30, 45))
+    params = InferenceParams(score_thr=0.15, nms_pre=25, update_thr=0.2, max_per_img=12, nms_kernel=kernel)
+    args = (scores, kernels, cell_strides, feat, params, (60, 90), (64, 96), (30, 45))
     got = postprocess_image(*args)
     want_scores, want_classes, want_masks = _loop_postprocess(*args)
     assert 3 <= len(want_scores) and len(got.scores) == len(want_scores)
@@ -262,7 +240,7 @@ def test_postprocess_matches_loop_reading(kernel):
     assert got.masks.shape == (len(want_scores), 30, 45)
 
 
-def test_dcn_offsets_start_at_zero():
+def test_dcn_offsets_start_at_zero(small_cfg):
     """Deformable towers start as plain conv towers: every offset conv is zero after init."""
     cfg = small_cfg()
     cfg.MODEL.SOLOV2.USE_DCN_IN_INSTANCE = True
@@ -273,7 +251,7 @@ def test_dcn_offsets_start_at_zero():
     assert all(torch.count_nonzero(p) == 0 for p in offsets)
 
 
-def test_built_from_explicit_arguments_equals_built_from_config():
+def test_built_from_explicit_arguments_equals_built_from_config(small_cfg):
     """Detectron2's pattern: the same model from `SOLOv2(cfg)` and from `SOLOv2(**SOLOv2.from_config(cfg))`."""
     from solov2.modeling.meta_arch import SOLOv2
 
@@ -292,11 +270,11 @@ def test_built_from_explicit_arguments_equals_built_from_config():
     ("MODEL.SOLOV2.INSTANCE_IN_CHANNELS", 64, "INSTANCE_IN_CHANNELS is 64 but the backbone"),
     ("MODEL.SOLOV2.MASK_IN_CHANNELS", 16, "MASK_IN_CHANNELS is 16 but the backbone"),
     ("MODEL.SOLOV2.MASK_IN_FEATURES", ["p2", "p4"], "strides must double"),
-    ("MODEL.SOLOV2.INSTANCE_IN_FEATURES", ["p2", "p3", "p4", "p5", "p7"], "INSTANCE_IN_FEATURES names"),
+    ("MODEL.SOLOV2.INSTANCE_IN_FEATURES", ["p2", "p3", "p4", "p5", "p7"], r"INSTANCE_IN_FEATURES.*\[.p7.\]"),
     ("MODEL.SOLOV2.FPN_INSTANCE_STRIDES", [8, 8, 16, 32], "one entry per level"),
     ("MODEL.SOLOV2.FPN_INSTANCE_STRIDES", [8, 8, 16, 32, 24], "power-of-two"),
 ])
-def test_build_time_checks_name_the_key(key, value, match):
+def test_build_time_checks_name_the_key(key, value, match, small_cfg):
     cfg = small_cfg()
     node, leaf = cfg, key.split(".")
     for part in leaf[:-1]:
@@ -306,7 +284,7 @@ def test_build_time_checks_name_the_key(key, value, match):
         build_model(cfg)
 
 
-def test_four_instance_levels_without_p6():
+def test_four_instance_levels_without_p6(small_cfg):
     """The instance path is not tied to 5 levels: [p2..p5] with strides 8, 8, 16, 32 trains and infers."""
     cfg = small_cfg()
     s = cfg.MODEL.SOLOV2
@@ -324,14 +302,41 @@ def test_four_instance_levels_without_p6():
     assert out.pred_masks.shape[1:] == (96, 128)
 
 
-@pytest.mark.parametrize("d2,own,want", [(100, 100, 100), (50, 100, 50), (100, 30, 30), (40, 40, 40), (50, 30, None)])
-def test_detections_per_image(d2, own, want):
-    """TEST.DETECTIONS_PER_IMAGE is Detectron2's name for the cap: honoured alone, refused when it contradicts."""
+@pytest.mark.parametrize("d2,own", [(100, 100), (50, 100), (100, 30)])
+def test_detections_per_image_is_max_per_img(d2, own, small_cfg):
+    """The model's cap is MODEL.SOLOV2.MAX_PER_IMG alone; TEST.DETECTIONS_PER_IMAGE is the COCO evaluation's maxDets."""
     cfg = small_cfg()
     cfg.TEST.DETECTIONS_PER_IMAGE = d2
     cfg.MODEL.SOLOV2.MAX_PER_IMG = own
-    if want is None:
-        with pytest.raises(ValueError, match="DETECTIONS_PER_IMAGE"):
-            build_model(cfg)
-    else:
-        assert build_model(cfg).infer_params.max_per_img == want
+    assert build_model(cfg).infer_params.max_per_img == own
+
+
+def test_config_kwargs_are_overridden_by_explicit_ones(small_cfg):
+    """Detectron2's `configurable`: `SOLOv2(cfg, sigma=0.3)` is the config's model with one argument replaced."""
+    from solov2.modeling.meta_arch import SOLOv2
+    from solov2.modeling.solov2 import LossParams
+
+    cfg = small_cfg()
+    model = SOLOv2(cfg, sigma=0.3, score_thr=0.25, pixel_std=[2.0, 2.0, 2.0])
+    assert model.target_params.sigma == 0.3 and model.infer_params.score_thr == 0.25
+    assert model.target_params.num_grids == tuple(cfg.MODEL.SOLOV2.NUM_GRIDS)
+    assert model.pixel_std.flatten().tolist() == [2.0, 2.0, 2.0]
+    assert SOLOv2(cfg=cfg, losses=LossParams(dice_weight=1.0)).loss_params.dice_weight == 1.0
+    with pytest.raises(TypeError, match="no_such_argument"):
+        SOLOv2(cfg, no_such_argument=1)
+
+
+def test_argument_checks_name_the_argument_and_from_a_config_the_key(small_cfg):
+    """A module checks its own arguments once; built from a config, the same check names the config key."""
+    from solov2.modeling.meta_arch import SOLOv2
+    from solov2.modeling.solov2 import InferenceParams
+    from solov2.utils.errors import ArgumentError, ConfigError
+
+    with pytest.raises(ArgumentError, match="^nms_kernel must be"):
+        InferenceParams(nms_kernel="box")
+    args = SOLOv2.from_config(small_cfg())
+    args["instance_strides"] = [8, 8]
+    with pytest.raises(ArgumentError, match="^instance_strides needs one entry per level"):
+        SOLOv2(**args)
+    with pytest.raises(ConfigError, match=r"^MODEL\.SOLOV2\.NMS_KERNEL must be"):
+        SOLOv2(small_cfg(), nms_kernel="box")

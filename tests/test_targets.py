@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from solov2.modeling.solov2 import assign_image_targets, downsample_masks
+from solov2.modeling.solov2 import TargetParams, assign_image_targets, downsample_masks
 from solov2.structures import BitMasks
 
 GRIDS = [40, 36, 24, 16, 12]
@@ -86,7 +86,7 @@ def test_assignment_matches_loop_reading(levels):
         up = (320, 448)  # padded input size
         feat = (80, 112)
         got = assign_image_targets(torch.from_numpy(masks), torch.from_numpy(boxes), torch.from_numpy(classes),
-                                   up, grids, ranges, sigma, NUM_CLASSES)
+                                   up, TargetParams(grids, ranges, NUM_CLASSES, sigma))
         want = _loop_targets(masks, boxes, classes, up, feat, grids, ranges, sigma)
         assert len(got) == len(grids)
         total_pairs = 0
@@ -115,5 +115,6 @@ def test_mask_targets_match_rescaling():
 
 def test_no_instances_gives_background_only():
     t = assign_image_targets(torch.zeros((0, 64, 64), dtype=torch.bool), torch.zeros((0, 4)),
-                             torch.zeros((0,), dtype=torch.int64), (64, 64), GRIDS, RANGES, SIGMA, NUM_CLASSES)
+                             torch.zeros((0,), dtype=torch.int64), (64, 64),
+                             TargetParams(GRIDS, RANGES, NUM_CLASSES, SIGMA))
     assert all((x.cate == NUM_CLASSES).all() and x.pos_cells.numel() == 0 for x in t)

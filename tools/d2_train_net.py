@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from typing import Any, Dict, Optional
 
@@ -30,6 +29,7 @@ from detectron2.utils.logger import setup_logger
 from solov2.d2 import add_solov2_config, apply_solov2_data_keys, register_solov2_datasets
 from solov2.data import check_num_classes
 from solov2.engine.defaults import add_register_coco_argument, apply_register_coco
+from solov2.evaluation import evaluator_output_folder
 from solov2.solver import build_optimizer
 from solov2.utils.cli import ReportUserErrors, add_debug_argument, run_tool
 from solov2.utils.errors import ResultsMismatchError
@@ -44,9 +44,7 @@ class Trainer(DefaultTrainer):
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None) -> DatasetEvaluator:
         """Detectron2's COCOEvaluator (segm + bbox) writing to OUTPUT_DIR/inference[/dataset]."""
         if output_folder is None:
-            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference")
-            if len(cfg.DATASETS.TEST) > 1:
-                output_folder = os.path.join(output_folder, dataset_name)
+            output_folder = evaluator_output_folder(cfg, dataset_name)
         return COCOEvaluator(dataset_name, output_dir=output_folder, max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE)
 
     @classmethod

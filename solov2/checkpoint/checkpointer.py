@@ -5,9 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
-import uuid
-from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import torch
 from fvcore.common.checkpoint import Checkpointer as _FvCheckpointer
@@ -15,7 +13,7 @@ from fvcore.common.checkpoint import _IncompatibleKeys
 
 from ..utils import comm
 from ..utils.errors import CheckpointError, CheckpointNotFoundError, CheckpointSaveError
-from ..utils.file_io import PathManager
+from ..utils.file_io import PathManager, atomic_write, remove_stale_temporary_files
 from .formats import MMDET3, MSRA, SOLO, convert_weights, read_weights_file
 
 MMDET_PIXEL_MEAN = [123.675, 116.28, 103.53]  # RGB, as mmdetection's and torchvision's ImageNet weights expect
@@ -31,9 +29,6 @@ _FORMAT_NOTES = {
 
 REMOTE_PREFIXES = ("detectron2://", "http://", "https://", "s3://", "gs://")
 
-# The temporary file of an atomic write: .<final name>.<pid of the writer>.<random>.tmp
-_TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
-
 _ERRNO_REASONS = {
     errno.ENOSPC: "no space left on device (the disk is full)",
     errno.EDQUOT: "disk quota exceeded",
@@ -42,29 +37,6 @@ _ERRNO_REASONS = {
     errno.EPERM: "operation not permitted",
     errno.EIO: "an input/output error (a failing disk or network file system?)",
 }
-
-
-def _tmp_name(path: str) -> str:
-    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
-def _atomic_write(path: str, write: Callable[[BinaryIO], Any]) -> None:
-    """Write via a temporary file in the same folder, fsync, then rename over `path`."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    tmp = _tmp_name(os.path.join(d, os.path.basename(path)))
-    # os.open with 0o666 honours the umask, so the final file gets ordinary permissions (mkstemp gives 0600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _exception_chain(e: BaseException) -> Iterator[BaseException]:
@@ -100,39 +72,6 @@ def _check_optimizer_state(optimizer: torch.optim.Optimizer, path: str) -> None:
         )
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (on this machine)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_temporary_files(folder: str) -> List[str]:
-    """Delete what killed atomic writes left in `folder` (temporary files of processes that no longer exist)."""
-    removed: List[str] = []
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return removed
-    for name in names:
-        m = _TMP_RE.match(name)
-        if not m:
-            continue
-        pid = int(m.group("pid"))
-        if pid != os.getpid() and _pid_alive(pid):
-            continue  # another live process is writing it right now
-        try:
-            os.remove(os.path.join(folder, name))
-            removed.append(name)
-        except OSError:
-            pass
-    return removed
-
-
 class Checkpointer(_FvCheckpointer):
     """fvcore's Checkpointer with atomic saves (main process only) and weight-format conversion on load."""
 
@@ -165,7 +104,7 @@ class Checkpointer(_FvCheckpointer):
         self.logger.info(f"Saving checkpoint to {save_file}")
         previous = self.get_checkpoint_file() if self.has_checkpoint() else ""
         try:
-            _atomic_write(save_file, lambda f: torch.save(data, f))
+            atomic_write(save_file, lambda f: torch.save(data, f))
             self.tag_last_checkpoint(basename)
         except Exception as e:
             reason = _os_error_reason(e)
@@ -180,7 +119,7 @@ class Checkpointer(_FvCheckpointer):
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         """Point `last_checkpoint` at a saved file (written atomically, after the file itself)."""
-        _atomic_write(os.path.join(self.save_dir, "last_checkpoint"), lambda f: f.write(last_filename_basename.encode()))
+        atomic_write(os.path.join(self.save_dir, "last_checkpoint"), lambda f: f.write(last_filename_basename.encode()))
 
     # ------------------------------------------------------------------ loading
     def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:

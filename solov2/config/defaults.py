@@ -85,6 +85,7 @@ _C.MODEL.SOLOV2.NMS_PRE = 500
 _C.MODEL.SOLOV2.SCORE_THR = 0.1
 _C.MODEL.SOLOV2.UPDATE_THR = 0.05
 _C.MODEL.SOLOV2.MASK_THR = 0.5
+# The model's cap on detections per image (TEST.DETECTIONS_PER_IMAGE is only the COCO evaluation's maxDets).
 _C.MODEL.SOLOV2.MAX_PER_IMG = 100
 _C.MODEL.SOLOV2.NMS_TYPE = "matrix"
 _C.MODEL.SOLOV2.NMS_KERNEL = "gaussian"
@@ -186,6 +187,7 @@ _C.TEST = CN()
 _C.TEST.EXPECTED_RESULTS = []
 # Evaluate every EVAL_PERIOD iterations (0: only at the end of training).
 _C.TEST.EVAL_PERIOD = 0
+# COCO evaluation's maxDets (the model's own cap is MODEL.SOLOV2.MAX_PER_IMG).
 _C.TEST.DETECTIONS_PER_IMAGE = 100
 # Evaluate on the first MAX_IMAGES images of each test set only (0: all), for quick smoke runs; the COCO evaluator
 # then scores only those images' ground truth. Not a Detectron2 key: the Detectron2 plug-in refuses a non-zero value.

@@ -31,6 +31,7 @@ UNSUPPORTED_KEYS: Tuple[KeyRule, ...] = (
     KeyRule("MODEL.KEYPOINT_ON", (False,), "SOLOv2 has no keypoint head"),
     KeyRule("MODEL.LOAD_PROPOSALS", (False,), "SOLOv2 is proposal-free: it cannot use precomputed proposals"),
     KeyRule("MODEL.BACKBONE.ANTI_ALIAS", (False,), "anti-aliased (blur-pool) ResNets are not implemented"),
+    KeyRule("MODEL.SOLOV2.LOSS.FOCAL_USE_SIGMOID", (True,), "the softmax focal loss is not implemented"),
     KeyRule("INPUT.MASK_FORMAT", ("polygon", "bitmask"),
             "masks are always rasterised to bitmasks, so 'polygon' and 'bitmask' give the same result"),
     KeyRule("DATASETS.PROPOSAL_FILES_TRAIN", ((),), "SOLOv2 is proposal-free: it cannot use proposal files"),

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from ..config import get_cfg as _solov2_defaults
+from ..utils.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -40,20 +41,36 @@ def _add_missing(dst: Any, src: Any, prefix: str) -> None:
 def apply_solov2_data_keys(cfg: Any) -> None:
     """Give solov2-only data keys their meaning in Detectron2's DatasetMapper, or refuse what it cannot honour.
 
-    INPUT.HFLIP_TRAIN False (the published SOLOv2's switch) becomes INPUT.RANDOM_FLIP "none", as solov2's own
-    mapper reads it; DATALOADER.SKIP_CORRUPT_IMAGES True and TEST.MAX_IMAGES > 0 have no counterpart in Detectron2's
-    loader and evaluator, so they stop here instead of being ignored silently.
+    Call it once the config is merged: INPUT.HFLIP_TRAIN False (the published SOLOv2's switch) becomes
+    INPUT.RANDOM_FLIP "none", as solov2's own mapper reads it; then check_solov2_data_keys.
     """
     if not cfg.INPUT.HFLIP_TRAIN and cfg.INPUT.RANDOM_FLIP == "horizontal":
         logger.info("INPUT.HFLIP_TRAIN False: setting INPUT.RANDOM_FLIP 'none' for Detectron2's DatasetMapper")
         cfg.INPUT.RANDOM_FLIP = "none"
-    if cfg.TEST.MAX_IMAGES:
-        raise ValueError(
-            f"TEST.MAX_IMAGES {cfg.TEST.MAX_IMAGES} is honoured by solov2's own test loader and evaluator "
-            "(tools/train_net.py), not by Detectron2's; set it 0 or evaluate with tools/train_net.py"
+    check_solov2_data_keys(cfg)
+
+
+def check_solov2_data_keys(cfg: Any) -> None:
+    """Refuse solov2-only data keys that Detectron2's data pipeline would ignore silently as the config stands.
+
+    Run when solov2.d2's SOLOv2 is built, so that a config merged without apply_solov2_data_keys cannot train
+    with horizontal flips its INPUT.HFLIP_TRAIN False turned off, stop at a corrupt image it was told to skip, or
+    evaluate every test image when TEST.MAX_IMAGES asked for the first N (Detectron2's test loader and evaluator
+    have no such limit).
+    """
+    if not cfg.INPUT.HFLIP_TRAIN and cfg.INPUT.RANDOM_FLIP == "horizontal":
+        raise ConfigError(
+            "INPUT.HFLIP_TRAIN False is not read by Detectron2's DatasetMapper, which would still flip "
+            "(INPUT.RANDOM_FLIP 'horizontal'): call solov2.d2.apply_solov2_data_keys(cfg) after merging the config, "
+            "or set INPUT.RANDOM_FLIP none"
         )
     if cfg.DATALOADER.SKIP_CORRUPT_IMAGES:
-        raise ValueError(
+        raise ConfigError(
             "DATALOADER.SKIP_CORRUPT_IMAGES True is honoured by solov2's own loader (tools/train_net.py), not by "
             "Detectron2's DatasetMapper; set it False or train with tools/train_net.py"
+        )
+    if cfg.TEST.MAX_IMAGES:
+        raise ConfigError(
+            f"TEST.MAX_IMAGES {cfg.TEST.MAX_IMAGES} is honoured by solov2's own test loader and evaluator "
+            "(tools/train_net.py), not by Detectron2's; set it 0 or evaluate with tools/train_net.py"
         )

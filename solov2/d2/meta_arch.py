@@ -10,7 +10,7 @@ from detectron2.structures import BitMasks, Boxes, ImageList, Instances, Polygon
 from torch import nn
 
 from ..modeling.meta_arch import SOLOv2 as _SOLOv2
-from ..modeling.solov2 import ImageDetections
+from .config import check_solov2_data_keys
 from ..structures import BitMasks as _RasterisedMasks
 
 
@@ -23,12 +23,13 @@ class SOLOv2(_SOLOv2):
     """
 
     @classmethod
-    def from_config(cls, cfg: Any, backbone: Optional[nn.Module] = None) -> dict:
+    def from_config(cls, cfg: Any, backbone: Optional[nn.Module] = None, **overrides: Any) -> dict:
         """solov2's arguments from MODEL.SOLOV2.*, the backbone built by Detectron2 from MODEL.BACKBONE.NAME."""
         _check_backbone_keys(cfg)
+        check_solov2_data_keys(cfg)
         if backbone is None:
             backbone = build_backbone(cfg)
-        return super().from_config(cfg, backbone=backbone)
+        return super().from_config(cfg, backbone=backbone, **overrides)
 
     def _batch_images(self, images: List[torch.Tensor]) -> ImageList:
         """Detectron2's ImageList, padded as the backbone asks (size divisibility, square padding for ViTDet)."""
@@ -60,21 +61,18 @@ class SOLOv2(_SOLOv2):
             )
         return super()._gt_tensors(instances)
 
-    def _wrap_detections(self, image_size: Tuple[int, int], det: ImageDetections) -> Instances:
-        """Detectron2 Instances: pred_masks, pred_boxes (Boxes), scores, pred_classes."""
-        return Instances(image_size, pred_masks=det.masks, pred_boxes=Boxes(det.boxes), scores=det.scores,
-                         pred_classes=det.classes)
+    # Detectron2's structures for what the model returns (the native SOLOv2 wraps detections in these classes).
+    instances_cls = Instances
+    boxes_cls = Boxes
 
 
 def _check_backbone_keys(cfg: Any) -> None:
-    """Refuse solov2 backbone keys that Detectron2's backbones would ignore silently."""
+    """Refuse solov2 backbone keys that Detectron2's backbones would ignore silently (the rest: key_policy)."""
     if int(cfg.MODEL.RESNETS.DEFORM_INTERVAL) != 1:
         raise ValueError(
             f"MODEL.RESNETS.DEFORM_INTERVAL is {cfg.MODEL.RESNETS.DEFORM_INTERVAL}, but Detectron2's ResNet puts "
             "deformable convs in every block of a deformable stage; set it to 1 or train with tools/train_net.py"
         )
-    if cfg.MODEL.BACKBONE.ANTI_ALIAS:
-        raise ValueError("MODEL.BACKBONE.ANTI_ALIAS True is not supported; set it False")
 
 
 def _register() -> None:

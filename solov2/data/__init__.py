@@ -6,7 +6,6 @@ from .build import (
     check_num_classes,
     get_detection_dataset_dicts,
     register_datasets_from_cfg,
-    trivial_batch_collator,
 )
 from .catalog import DatasetCatalog, Metadata, MetadataCatalog
 from .dataset_mapper import DatasetMapper

@@ -135,11 +135,6 @@ class _MappedStream(torchdata.IterableDataset):
                 del b[:]
 
 
-def trivial_batch_collator(batch: List[Any]) -> List[Any]:
-    """Batches are plain lists of dicts; None (skipped images) is dropped."""
-    return [b for b in batch if b is not None]
-
-
 def inference_batch_collator(batch: List[Any]) -> InferenceBatch:
     """The readable images' dicts, with the skipped images' file names in `skipped_files` (for counting)."""
     out = InferenceBatch(b for b in batch if b is not None and not isinstance(b, SkippedImage))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import sys
 import weakref
@@ -28,6 +27,7 @@ from ..evaluation import (
     COCOEvaluator,
     DatasetEvaluator,
     DatasetEvaluators,
+    evaluator_output_folder,
     inference_on_dataset,
     print_csv_format,
     verify_results,
@@ -221,7 +221,6 @@ class DefaultTrainer(TrainerBase):
         cfg = self.auto_scale_workers(cfg, comm.get_world_size())
         register_datasets_from_cfg(cfg)
         check_num_classes(cfg)
-        check_unsupported_keys(cfg)
         if cfg.SOLVER.CHECKPOINT_PERIOD <= 0:
             raise ConfigError(f"SOLVER.CHECKPOINT_PERIOD must be positive, got {cfg.SOLVER.CHECKPOINT_PERIOD}")
 
@@ -286,10 +285,8 @@ class DefaultTrainer(TrainerBase):
         # After the checkpointer, so the final checkpoint exists even if evaluation fails.
         ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, test_and_save_results))
         if comm.is_main_process():
-            # Last, so the writers see the evaluation's results too. Writers keep only the latest value of
-            # each metric, so they must write at every evaluation iteration or results would be overwritten.
-            period = math.gcd(20, cfg.TEST.EVAL_PERIOD) if cfg.TEST.EVAL_PERIOD > 0 else 20
-            ret.append(hooks.PeriodicWriter(self.build_writers(), period=period))
+            # Last, so the writers see the evaluation's results too.
+            ret.append(hooks.PeriodicWriter(self.build_writers(), period=20, eval_period=cfg.TEST.EVAL_PERIOD))
             if cfg.OUTPUT_DIR:
                 ret.append(hooks.PlotCurves(cfg.OUTPUT_DIR, cfg.TEST.EVAL_PERIOD))
         return ret
@@ -354,7 +351,7 @@ class DefaultTrainer(TrainerBase):
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None) -> DatasetEvaluator:
         """COCOEvaluator writing to OUTPUT_DIR/inference (one sub-folder per dataset when there are several)."""
         if output_folder is None:
-            output_folder = _evaluation_folder(cfg, dataset_name, "inference")
+            output_folder = evaluator_output_folder(cfg, dataset_name)
         evaluator_type = getattr(MetadataCatalog.get(dataset_name), "evaluator_type", None) or "coco"
         if evaluator_type != "coco":
             raise ConfigError(
@@ -395,7 +392,7 @@ class DefaultTrainer(TrainerBase):
             if evaluators is not None:
                 evaluator = evaluators[idx]
             elif plots:
-                mosaic_file = os.path.join(_evaluation_folder(cfg, dataset_name, "plots"), MOSAIC_FILE)
+                mosaic_file = os.path.join(evaluator_output_folder(cfg, dataset_name, "plots"), MOSAIC_FILE)
                 # build_detection_test_loader's dataset holds the dicts it loaded: no second read of the json.
                 dicts = getattr(getattr(data_loader, "dataset", None), "items", None)
                 if not isinstance(dicts, list) or (dicts and "image_id" not in dicts[0]):
@@ -423,12 +420,6 @@ class DefaultTrainer(TrainerBase):
         return scale_for_world_size(cfg, num_workers)
 
 
-def _evaluation_folder(cfg: CfgNode, dataset_name: str, kind: str) -> str:
-    """OUTPUT_DIR/<kind> for one test set, OUTPUT_DIR/<kind>/<dataset> when there are several."""
-    folder = os.path.join(cfg.OUTPUT_DIR, kind)
-    return os.path.join(folder, dataset_name) if len(cfg.DATASETS.TEST) > 1 else folder
-
-
 def _draw_evaluation_plots(cfg: CfgNode, dataset_name: str) -> None:
     """PR curves and confusion matrix of the evaluation just done, as PNGs and (in training) TensorBoard images.
 
@@ -436,9 +427,9 @@ def _draw_evaluation_plots(cfg: CfgNode, dataset_name: str) -> None:
     """
     from ..utils.plots import draw_evaluation_plots
 
-    plots_dir = _evaluation_folder(cfg, dataset_name, "plots")
+    plots_dir = evaluator_output_folder(cfg, dataset_name, "plots")
     try:
-        written = draw_evaluation_plots(_evaluation_folder(cfg, dataset_name, "inference"), plots_dir)
+        written = draw_evaluation_plots(evaluator_output_folder(cfg, dataset_name), plots_dir)
     except Exception as e:  # noqa: BLE001 - see the docstring
         logger.warning("Could not draw the evaluation plots of '%s': %s: %s", dataset_name, type(e).__name__, e)
         return

@@ -184,18 +184,23 @@ class EvalHook(HookBase):
 
 
 class PeriodicWriter(HookBase):
-    """Calls the writers every `period` iterations, after the last iteration, and closes them at the end."""
+    """Calls the writers every `period` iterations, at every evaluation, after the last iteration; closes them at the end.
 
-    def __init__(self, writers: Sequence[EventWriter], period: int = 20) -> None:
+    Writers keep only each metric's latest value, so the iterations where EvalHook stores results (every
+    `eval_period`, 0 for none) are written too: otherwise a later evaluation could overwrite them unwritten.
+    """
+
+    def __init__(self, writers: Sequence[EventWriter], period: int = 20, eval_period: int = 0) -> None:
         for w in writers:
             if not isinstance(w, EventWriter):
                 raise TypeError(f"Writers must be EventWriter instances, got {type(w).__name__}")
         self._writers: List[EventWriter] = list(writers)
-        self._period = period
+        self._periods = [p for p in (period, eval_period) if p > 0]
 
     def after_step(self) -> None:
         """Write when due."""
-        if (self.trainer.iter + 1) % self._period == 0 or self.trainer.iter == self.trainer.max_iter - 1:
+        next_iter = self.trainer.iter + 1
+        if any(next_iter % p == 0 for p in self._periods) or next_iter == self.trainer.max_iter:
             for writer in self._writers:
                 writer.write()
 

@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from ..checkpoint import Checkpointer
-from ..config import check_unsupported_keys
 from ..data.transforms import GeometricTransform, shortest_edge_size
 from ..modeling import build_model
 from ..utils.errors import ConfigError
@@ -22,7 +21,6 @@ class DefaultPredictor:
     """
 
     def __init__(self, cfg) -> None:
-        check_unsupported_keys(cfg)
         if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
             raise ConfigError(f"INPUT.FORMAT must be 'RGB' or 'BGR', got '{cfg.INPUT.FORMAT}'")
         self.cfg = cfg.clone()

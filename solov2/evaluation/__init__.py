@@ -2,7 +2,13 @@
 
 from .coco_conversion import convert_to_coco_dict, convert_to_coco_json
 from .coco_evaluation import COCOEvaluator, instances_to_coco_json, summarize_coco_eval
-from .evaluator import DatasetEvaluator, DatasetEvaluators, inference_context, inference_on_dataset
+from .evaluator import (
+    DatasetEvaluator,
+    DatasetEvaluators,
+    evaluator_output_folder,
+    inference_context,
+    inference_on_dataset,
+)
 from .testing import print_csv_format, verify_results
 
 __all__ = [
@@ -11,6 +17,7 @@ __all__ = [
     "DatasetEvaluators",
     "convert_to_coco_dict",
     "convert_to_coco_json",
+    "evaluator_output_folder",
     "inference_context",
     "inference_on_dataset",
     "instances_to_coco_json",

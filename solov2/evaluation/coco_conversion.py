@@ -5,14 +5,13 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import os
 from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 import pycocotools.mask as mask_util
 
 from ..utils.errors import DatasetFormatError
-from ..utils.file_io import PathManager
+from ..utils.file_io import PathManager, atomic_write
 
 __all__ = ["convert_to_coco_dict", "convert_to_coco_json", "contiguous_to_dataset_id_map"]
 
@@ -135,11 +134,7 @@ def convert_to_coco_json(dataset_name: str, output_file: str, allow_cached: bool
         logger.info("Using the cached COCO-format ground truth of '%s' at %s", dataset_name, output_file)
         return output_file
     coco_dict = convert_to_coco_dict(dataset_name)
-    PathManager.mkdirs(os.path.dirname(output_file) or ".")
-    tmp_file = f"{output_file}.tmp{os.getpid()}"
-    with PathManager.open(tmp_file, "w") as f:
-        json.dump(coco_dict, f, default=_json_default)
-    os.replace(tmp_file, output_file)
+    atomic_write(output_file, lambda f: json.dump(coco_dict, f, default=_json_default), mode="w")
     return output_file
 
 

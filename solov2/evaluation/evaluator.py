@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
 import time
 from collections import OrderedDict
 from contextlib import ExitStack, contextmanager
@@ -15,9 +16,17 @@ from torch import nn
 from ..utils import comm
 from ..utils.logger import log_every_n_seconds
 
-__all__ = ["DatasetEvaluator", "DatasetEvaluators", "inference_on_dataset", "inference_context"]
+__all__ = ["DatasetEvaluator", "DatasetEvaluators", "evaluator_output_folder", "inference_on_dataset",
+           "inference_context"]
 
 logger = logging.getLogger(__name__)
+
+
+def evaluator_output_folder(cfg: Any, dataset_name: str, kind: str = "inference") -> str:
+    """Where a dataset's evaluation files (`kind` "inference") or plots ("plots") go: OUTPUT_DIR/<kind>, one
+    sub-folder per dataset when there are several."""
+    folder = os.path.join(cfg.OUTPUT_DIR, kind)
+    return os.path.join(folder, dataset_name) if len(cfg.DATASETS.TEST) > 1 else folder
 
 
 class DatasetEvaluator:

@@ -11,15 +11,17 @@ from __future__ import annotations
 import copy
 import importlib
 import logging
-import os
 from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..layers import DeformConv
 from ..modeling.solov2 import flatten_image_preds, postprocess_image
+from ..structures.image_list import divisible_size
 from ..utils.errors import ConfigError, OutputPathError, UserError
+from ..utils.file_io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -50,17 +52,21 @@ def require(module: str, what: str) -> Any:
         raise MissingDependencyError(f"{what} needs the '{module}' package, which is not installed: {_INSTALL}") from e
 
 
-def check_exportable(cfg: Any) -> None:
-    """Raise ExportError naming the config key when the config uses something the ONNX graph cannot hold."""
-    s = cfg.MODEL.SOLOV2
-    if s.NMS_TYPE != "matrix":
+# The config key that puts deformable convs into each part of a SOLOv2 (the mask branch's last conv has its own).
+_DCN_KEYS = {"backbone": "MODEL.RESNETS.DEFORM_ON_PER_STAGE", "ins_head": "MODEL.SOLOV2.USE_DCN_IN_INSTANCE",
+             "mask_head.convs_all_levels": "MODEL.SOLOV2.USE_DCN_IN_MASK",
+             "mask_head.conv_pred": "MODEL.SOLOV2.USE_DCN_IN_MASK_PRED"}
+
+
+def check_exportable(model: nn.Module) -> None:
+    """Raise ExportError naming the config key when the model holds something the ONNX graph cannot."""
+    nms_type = model.infer_params.nms_type
+    if nms_type != "matrix":
         raise ExportError(
-            f"MODEL.SOLOV2.NMS_TYPE '{s.NMS_TYPE}' cannot be exported: greedy mask NMS is a sequential loop over the "
+            f"MODEL.SOLOV2.NMS_TYPE '{nms_type}' cannot be exported: greedy mask NMS is a sequential loop over the "
             "candidates; export with MODEL.SOLOV2.NMS_TYPE matrix (Matrix NMS, the published default)")
-    dcn = [k for k, on in (("MODEL.RESNETS.DEFORM_ON_PER_STAGE", any(cfg.MODEL.RESNETS.DEFORM_ON_PER_STAGE)),
-                           ("MODEL.SOLOV2.USE_DCN_IN_INSTANCE", s.USE_DCN_IN_INSTANCE),
-                           ("MODEL.SOLOV2.USE_DCN_IN_MASK", s.USE_DCN_IN_MASK),
-                           ("MODEL.SOLOV2.USE_DCN_IN_MASK_PRED", s.USE_DCN_IN_MASK_PRED)) if on]
+    dcn = [key for part, key in _DCN_KEYS.items()
+           if any(isinstance(m, DeformConv) for m in model.get_submodule(part).modules())]
     if dcn:
         raise ExportError(
             f"Deformable convolutions ({', '.join(dcn)}) cannot be exported: PyTorch's ONNX exporter has no "
@@ -85,17 +91,16 @@ class ExportableSOLOv2(nn.Module):
         x = self.model.normalize(x)
         h, w = x.shape[-2:]
         d = self.model.backbone.size_divisibility
-        # Padded sizes written as d * ceil(size / d), so that the exporter sees every feature size as a multiple of
-        # the same symbol and can prove that the levels line up (with size + (-size % d) it specializes them).
-        x = F.pad(x, (0, (w + d - 1) // d * d - w, 0, (h + d - 1) // d * d - h))[None]
+        # ImageList's padding rule on the symbolic sizes (ImageList.from_tensors itself reads them as ints).
+        x = F.pad(x, (0, divisible_size(w, d) - w, 0, divisible_size(h, d) - h))[None]
         cate_preds, kernel_preds, mask_feats = self.model.network(x)
-        scores, kernels, levels = flatten_image_preds(cate_preds, kernel_preds, 0)
+        scores, kernels, cell_strides = flatten_image_preds(cate_preds, kernel_preds, 0, self.model.instance_strides)
         out_h, out_w = output_size.tolist()
         # The image size as data for the crop to it after upsampling: as a size derived from the input shape, the
         # exporter would have to prove it is at most the padded size, which it cannot; as data it is a plain Slice.
         in_h, in_w = torch.stack([torch.scalar_tensor(h, dtype=torch.int64),
                                   torch.scalar_tensor(w, dtype=torch.int64)]).tolist()
-        det = postprocess_image(scores, kernels, levels, mask_feats[0], self.model.infer_params, (in_h, in_w),
+        det = postprocess_image(scores, kernels, cell_strides, mask_feats[0], self.model.infer_params, (in_h, in_w),
                                 tuple(x.shape[-2:]), (out_h, out_w))
         # K x out_h x out_w bool, K descending scores, K int64 classes, K x 4 boxes
         return det.masks, det.scores, det.classes, det.boxes
@@ -120,6 +125,7 @@ def export_onnx(
 ) -> str:
     """Export `model` (a SOLOv2) to one ONNX file at `path` (checked with onnx.checker); returns the path.
 
+    Refused (ExportError naming the config key) when the model has what a graph cannot hold (check_exportable).
     A copy of the model is traced in eval mode on the CPU (the given model is left as it was), with BatchNorms folded
     into their convs. The graph's inputs are `image` (H x W x 3 uint8 BGR, any H, W >= MIN_IMAGE_SIDE) and
     `output_size` (int64 [out_h, out_w]); its outputs `masks` (K x out_h x out_w bool), `scores` (K float, descending),
@@ -127,6 +133,7 @@ def export_onnx(
     """
     require("onnx", "ONNX export")  # before the slow capture, not after it
     require("onnxscript", "ONNX export")
+    check_exportable(model)
     model = copy.deepcopy(model).cpu().eval()
     wrapper = ExportableSOLOv2(model, input_format).eval()
     image = torch.randint(0, 256, (*sample_size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
@@ -164,19 +171,12 @@ def export_onnx(
 def write_checked_onnx(proto: Any, path: str) -> None:
     """Save an ONNX ModelProto to `path`, checked with onnx.checker; all or nothing (a failure keeps the old file)."""
     onnx = require("onnx", "ONNX export")
-    # Written beside the target and renamed into place once checked: an interrupted or failed export never leaves a
-    # truncated file, nor destroys a good file of the same name.
-    tmp = f"{path}.tmp-{os.getpid()}"
+    # Renamed into place only once checked: an interrupted or failed export never leaves a truncated file, nor
+    # destroys a good file of the same name.
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        onnx.save(proto, tmp)
-        onnx.checker.check_model(tmp, full_check=True)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: onnx.save(proto, f), check=lambda tmp: onnx.checker.check_model(tmp, full_check=True))
     except OSError as e:
         raise OutputPathError(f"Cannot write the ONNX file '{path}': {e.strerror or e}") from e
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def export_from_config(cfg: Any, path: str) -> str:
@@ -184,11 +184,11 @@ def export_from_config(cfg: Any, path: str) -> str:
     from ..checkpoint import Checkpointer
     from ..modeling import build_model
 
-    check_exportable(cfg)
     cfg = cfg.clone()
     cfg.defrost()
     cfg.MODEL.DEVICE = "cpu"
     model = build_model(cfg)
+    check_exportable(model)  # before loading weights, which may take long
     if cfg.MODEL.WEIGHTS:
         Checkpointer(model).load(cfg.MODEL.WEIGHTS)
     else:

@@ -7,7 +7,6 @@ from typing import Callable, Optional, Tuple, Union
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn import functional as F
 
 from ..utils.errors import ConfigError
 

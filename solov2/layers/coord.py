@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import torch
 
+COORD_CHANNELS = 2  # what coord_features appends: x, then y
+
+
 
 def coord_features(x: torch.Tensor) -> torch.Tensor:
     """Return N x 2 x H x W coordinates for `x` (N x C x H x W): x then y, each linspace(-1, 1)."""

@@ -7,8 +7,8 @@ from typing import Optional, Sequence
 import torch
 from torch.nn import functional as F
 
-from ..utils.errors import ConfigError
-from .mask_ops import as_uint8
+from ..utils.errors import ArgumentError
+from ..structures.mask_ops import as_uint8
 
 
 def point_nms(heat: torch.Tensor, kernel: int = 2) -> torch.Tensor:
@@ -71,7 +71,7 @@ def matrix_nms(
     `masks` are N x H x W (bool or 0/1 float). `num_classes` (labels are below it) is needed only for export.
     """
     if kernel not in ("gaussian", "linear"):
-        raise ConfigError(f"MODEL.SOLOV2.NMS_KERNEL must be 'gaussian' or 'linear', got '{kernel}'")
+        raise ArgumentError("kernel", f"must be 'gaussian' or 'linear', got '{kernel}'")
     # IoU is only ever needed within a class, so each class is its own block: sum of n_c^2 mask products instead
     # of N^2, with exactly the same values (integer pixel counts).
     if torch.compiler.is_exporting():

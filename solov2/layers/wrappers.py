@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -31,13 +31,6 @@ class Conv2d(FoldsNorm, nn.Conv2d):
         if self.activation is not None:
             x = self.activation(x)
         return x
-
-
-def cat(tensors: List[torch.Tensor], dim: int = 0) -> torch.Tensor:
-    """torch.cat that skips the copy for a single tensor."""
-    if len(tensors) == 1:
-        return tensors[0]
-    return torch.cat(tensors, dim)
 
 
 def c2_msra_fill(module: nn.Module) -> None:

@@ -50,10 +50,6 @@ class Boxes:
         b = self.tensor
         return ((b[:, 2] - b[:, 0]) > threshold) & ((b[:, 3] - b[:, 1]) > threshold)
 
-    def get_centers(self) -> torch.Tensor:
-        """N x 2 box centres."""
-        return (self.tensor[:, :2] + self.tensor[:, 2:]) / 2
-
     def scale(self, scale_x: float, scale_y: float) -> None:
         """Scale coordinates in place."""
         self.tensor[:, 0::2] *= scale_x
@@ -79,15 +75,3 @@ class Boxes:
         if len(boxes_list) == 0:
             return cls(torch.empty(0, 4))
         return cls(torch.cat([b.tensor for b in boxes_list], dim=0))
-
-
-def pairwise_iou(boxes1: Boxes, boxes2: Boxes) -> torch.Tensor:
-    """N x M IoU matrix between two sets of boxes."""
-    a1, a2 = boxes1.area(), boxes2.area()
-    b1, b2 = boxes1.tensor, boxes2.tensor
-    lt = torch.max(b1[:, None, :2], b2[None, :, :2])
-    rb = torch.min(b1[:, None, 2:], b2[None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = a1[:, None] + a2[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))

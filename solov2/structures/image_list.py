@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import Any, List, Tuple
 
 import torch
 from torch.nn import functional as F
+
+
+def divisible_size(size: Any, size_divisibility: int) -> Any:
+    """`size` rounded up to a multiple of `size_divisibility` (unchanged for 0 or 1); a symbolic size stays symbolic."""
+    if size_divisibility <= 1:
+        return size
+    # d * ceil(size / d) in this form, so that an exporter sees every feature size as a multiple of the same symbol
+    # and can prove that the levels line up (with size + (-size % d) it specializes them).
+    return (size + size_divisibility - 1) // size_divisibility * size_divisibility
 
 
 class ImageList:
@@ -47,10 +56,7 @@ class ImageList:
         image_sizes = [(int(t.shape[-2]), int(t.shape[-1])) for t in tensors]
         max_h = max(s[0] for s in image_sizes)
         max_w = max(s[1] for s in image_sizes)
-        if size_divisibility > 1:
-            stride = size_divisibility
-            max_h = (max_h + stride - 1) // stride * stride
-            max_w = (max_w + stride - 1) // stride * stride
+        max_h, max_w = divisible_size(max_h, size_divisibility), divisible_size(max_w, size_divisibility)
         if len(tensors) == 1:
             t = tensors[0]
             padded = F.pad(t, [0, max_w - t.shape[-1], 0, max_h - t.shape[-2]], value=pad_value).unsqueeze(0)

@@ -8,7 +8,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 import torch
 
-from ..layers.mask_ops import masks_to_boxes
+from .mask_ops import masks_to_boxes
 from .boxes import Boxes
 
 PolygonList = List[Sequence[float]]  # one instance: a list of flat [x0, y0, x1, y1, ...] rings

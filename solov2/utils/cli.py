@@ -20,6 +20,7 @@ import traceback
 from typing import Any, Callable, Iterator, List, Optional
 
 from .errors import UserError, user_error_message
+from .file_io import atomic_write
 from .logger import log_to_files
 
 __all__ = [
@@ -146,10 +147,8 @@ def _report_from_child(message: str) -> None:
     if not folder or not os.path.isdir(folder):
         _print_error(message)
         return
-    path = os.path.join(folder, f"{os.getpid()}.txt")
-    with open(path + ".part", "w", encoding="utf-8") as f:
-        f.write(message)
-    os.replace(path + ".part", path)  # whole, before this process exits and its parent looks
+    # Whole, before this process exits and its parent looks.
+    atomic_write(os.path.join(folder, f"{os.getpid()}.txt"), lambda f: f.write(message), mode="w")
 
 
 def run_tool(main: Callable[..., Optional[int]], *args: Any, **kwargs: Any) -> int:

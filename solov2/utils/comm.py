@@ -100,17 +100,3 @@ def shared_random_seed() -> int:
     """A random int that every rank agrees on (rank 0's)."""
     ints = np.random.randint(2**31)
     return int(all_gather(ints)[0])
-
-
-def reduce_dict(input_dict: dict, average: bool = True) -> dict:
-    """Reduce a dict of scalar tensors across ranks so rank 0 has the sum (or mean)."""
-    world_size = get_world_size()
-    if world_size < 2:
-        return input_dict
-    with torch.no_grad():
-        names = sorted(input_dict.keys())
-        values = torch.stack([input_dict[k] for k in names], dim=0)
-        dist.reduce(values, dst=0)
-        if dist.get_rank() == 0 and average:
-            values /= world_size
-        return dict(zip(names, values))

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "UserError",
     "ConfigError",
+    "ArgumentError",
     "DatasetFormatError",
     "InputFileNotFoundError",
     "UnknownDatasetError",
@@ -30,6 +31,15 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A config file, config key or value, or command-line option that cannot be used as given."""
+
+
+class ArgumentError(ValueError):
+    """A bad argument to a module or function; `argument` names it, so that a config boundary can name its key."""
+
+    def __init__(self, argument: str, problem: str) -> None:
+        super().__init__(f"{argument} {problem}")
+        self.argument = argument
+        self.problem = problem
 
 
 class DatasetFormatError(UserError, ValueError):

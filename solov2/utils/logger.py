@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 import time
-from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from tabulate import tabulate
@@ -149,17 +148,7 @@ def _caller_key() -> Tuple[str, int, str]:
     return "", 0, "solov2"
 
 
-_LOG_COUNTER: Counter = Counter()
 _LOG_TIMER: Dict[Tuple[str, int], float] = {}
-
-
-def log_first_n(lvl: int, msg: str, n: int = 1, *, name: Optional[str] = None) -> None:
-    """Log `msg` only the first `n` times this call site is reached."""
-    filename, lineno, caller = _caller_key()
-    key = (filename, lineno, msg)
-    _LOG_COUNTER[key] += 1
-    if _LOG_COUNTER[key] <= n:
-        logging.getLogger(name or caller).log(lvl, msg)
 
 
 def log_every_n_seconds(lvl: int, msg: str, n: float = 1.0, *, name: Optional[str] = None) -> None:

@@ -12,6 +12,7 @@ import time
 from typing import Dict, Optional
 
 from .errors import OutputPathError
+from .file_io import pid_alive
 
 __all__ = ["LOCK_NAME", "lock_output_dir", "release_output_dir"]
 
@@ -19,19 +20,6 @@ logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".solov2_run.lock"
 _held: Dict[str, str] = {}  # lock path -> the content this process wrote
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this machine."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    return True
 
 
 def _read(path: str) -> Dict[str, str]:
@@ -88,7 +76,7 @@ def lock_output_dir(output_dir: str) -> Optional[str]:
                 f"OUTPUT_DIR '{output_dir}' is in use by a run on host {owner.get('host')} (pid {pid or '?'}, started "
                 f"{owner.get('started', '?')}). Use another OUTPUT_DIR; if that run has ended, delete '{path}'."
             )
-        if pid and _pid_alive(pid):
+        if pid and pid_alive(pid):
             raise OutputPathError(
                 f"OUTPUT_DIR '{output_dir}' is in use by another run (pid {pid}, started {owner.get('started', '?')}: "
                 f"{owner.get('command', '?')}). Two runs in one folder would mix their checkpoints, logs and "

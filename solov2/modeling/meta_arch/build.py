@@ -6,7 +6,6 @@ import torch
 from fvcore.common.registry import Registry
 from torch import nn
 
-from ...config.key_policy import check_unsupported_keys
 from ...utils.errors import ConfigError
 
 META_ARCH_REGISTRY = Registry("META_ARCH")
@@ -28,7 +27,6 @@ def resolve_device(device: str) -> torch.device:
 
 def build_model(cfg) -> nn.Module:
     """Build the model named by MODEL.META_ARCHITECTURE and move it to MODEL.DEVICE."""
-    check_unsupported_keys(cfg)
     name = cfg.MODEL.META_ARCHITECTURE
     try:
         cls = META_ARCH_REGISTRY.get(name)

@@ -2,7 +2,7 @@
 
 from .heads import SOLOv2InsHead, SOLOv2MaskHead
 from .inference import ImageDetections, InferenceParams, flatten_image_preds, postprocess_image
-from .loss import solov2_losses
-from .targets import LevelTargets, assign_image_targets, downsample_masks
+from .loss import LossParams, solov2_losses
+from .targets import LevelTargets, TargetParams, assign_image_targets, downsample_masks
 
 __all__ = [k for k in globals().keys() if not k.startswith("_")]

@@ -14,8 +14,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...config import configurable
-from ...layers import DeformConv, DeformConvWithOffset, ShapeSpec, concat_coord, get_norm
-from ...utils.errors import ConfigError
+from ...layers import COORD_CHANNELS, DeformConv, DeformConvWithOffset, ShapeSpec, concat_coord, get_norm
+from ...utils.errors import ArgumentError, ConfigError
 
 _DCN_TYPES = {"DCN": False, "DCNv2": True}  # TYPE_DCN -> modulated?
 
@@ -51,19 +51,30 @@ def _init_normal(module: nn.Module, std: float = 0.01) -> None:
             nn.init.zeros_(m.conv_offset.bias)
 
 
+# A head argument -> the config key it comes from (an ArgumentError about it then names the key; see configurable).
+_CONFIG_KEYS = {"norm": "MODEL.SOLOV2.NORM", "dcn_type": "MODEL.SOLOV2.TYPE_DCN",
+                "pred_dcn_type": "MODEL.SOLOV2.TYPE_DCN"}
+
+
 def _check_norm(norm: str) -> str:
-    """Return MODEL.SOLOV2.NORM if the heads support it, else raise naming the key."""
+    """The heads' norm ("" for none) if they support it, else raise naming the argument."""
     if norm == "none":
         return ""  # the published Detectron2-based configs spell "no norm" this way
     if norm not in ("GN", "BN", "SyncBN", ""):
-        raise ConfigError(f"MODEL.SOLOV2.NORM must be 'GN', 'BN', 'SyncBN', 'none' or '', got '{norm}'")
+        raise ArgumentError("norm", f"must be 'GN', 'BN', 'SyncBN', 'none' or '', got '{norm}'")
     return norm
 
 
-def _check_dcn(dcn_type: str) -> str:
+def _check_dcn(dcn_type: str, argument: str = "dcn_type") -> str:
+    """The heads' deformable conv type ("" for plain convs) if supported, else raise naming the argument."""
     if dcn_type and dcn_type not in _DCN_TYPES:
-        raise ConfigError(f"MODEL.SOLOV2.TYPE_DCN must be one of {sorted(_DCN_TYPES)}, got '{dcn_type}'")
+        raise ArgumentError(argument, f"must be one of {sorted(_DCN_TYPES)}, got '{dcn_type}'")
     return dcn_type
+
+
+def _conv_args(c: Any, use_dcn: bool) -> Dict[str, Any]:
+    """What both heads take from MODEL.SOLOV2 (`c`) for their convs: norm, coordinates, deformable conv type."""
+    return {"norm": c.NORM, "use_coord": c.USE_COORD_CONV, "dcn_type": c.TYPE_DCN if use_dcn else ""}
 
 
 def _input_channels(input_shape: Optional[Sequence[ShapeSpec]], key: str, features_key: str,
@@ -82,6 +93,8 @@ def _input_channels(input_shape: Optional[Sequence[ShapeSpec]], key: str, featur
 
 class SOLOv2InsHead(nn.Module):
     """Per level: coordinates appended, features resized to S x S, category and kernel towers."""
+
+    config_keys = _CONFIG_KEYS
 
     @configurable
     def __init__(
@@ -109,7 +122,8 @@ class SOLOv2InsHead(nn.Module):
         for i in range(num_convs):
             dcn = "" if dcn_last_conv_only and i < num_convs - 1 else dcn_type
             cate += _conv_norm_relu(in_channels if i == 0 else channels, channels, 3, norm, dcn)
-            kernel += _conv_norm_relu((in_channels + 2 * use_coord) if i == 0 else channels, channels, 3, norm, dcn)
+            kernel_in = in_channels + (COORD_CHANNELS if use_coord else 0)
+            kernel += _conv_norm_relu(kernel_in if i == 0 else channels, channels, 3, norm, dcn)
         self.cate_tower = nn.Sequential(*cate)
         self.kernel_tower = nn.Sequential(*kernel)
         self.cate_pred = nn.Conv2d(channels, num_classes, 3, padding=1)
@@ -122,11 +136,6 @@ class SOLOv2InsHead(nn.Module):
     def from_config(cls, cfg: Any, input_shape: Optional[Sequence[ShapeSpec]] = None) -> Dict[str, Any]:
         """Arguments from MODEL.SOLOV2.*; `input_shape` (one ShapeSpec per INSTANCE_IN_FEATURES) checks channels."""
         c = cfg.MODEL.SOLOV2
-        if len(c.NUM_GRIDS) != len(c.INSTANCE_IN_FEATURES):
-            raise ConfigError(
-                f"MODEL.SOLOV2.NUM_GRIDS has {len(c.NUM_GRIDS)} entries but INSTANCE_IN_FEATURES has "
-                f"{len(c.INSTANCE_IN_FEATURES)}"
-            )
         return {
             "in_channels": _input_channels(input_shape, "MODEL.SOLOV2.INSTANCE_IN_CHANNELS", "INSTANCE_IN_FEATURES",
                                            c.INSTANCE_IN_FEATURES, c.INSTANCE_IN_CHANNELS),
@@ -135,11 +144,9 @@ class SOLOv2InsHead(nn.Module):
             "num_kernels": c.NUM_KERNELS,
             "channels": c.INSTANCE_CHANNELS,
             "num_convs": c.NUM_INSTANCE_CONVS,
-            "norm": c.NORM,
-            "use_coord": c.USE_COORD_CONV,
-            "dcn_type": c.TYPE_DCN if c.USE_DCN_IN_INSTANCE else "",
-            "dcn_last_conv_only": c.DCN_LAST_INSTANCE_CONV_ONLY,
             "prior_prob": c.PRIOR_PROB,
+            **_conv_args(c, c.USE_DCN_IN_INSTANCE),
+            "dcn_last_conv_only": c.DCN_LAST_INSTANCE_CONV_ONLY,
         }
 
     def forward(self, features: List[torch.Tensor]) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
@@ -157,6 +164,8 @@ class SOLOv2InsHead(nn.Module):
 class SOLOv2MaskHead(nn.Module):
     """Unified mask features at the first level's stride: per-level conv(+x2 upsample) stacks summed, then 1x1 conv."""
 
+    config_keys = _CONFIG_KEYS
+
     @configurable
     def __init__(
         self,
@@ -173,7 +182,7 @@ class SOLOv2MaskHead(nn.Module):
         super().__init__()
         norm = _check_norm(norm)
         dcn_type = _check_dcn(dcn_type)
-        pred_dcn_type = _check_dcn(pred_dcn_type)
+        pred_dcn_type = _check_dcn(pred_dcn_type, "pred_dcn_type")
         self.num_levels = num_levels
         self.use_coord = use_coord
         self.convs_all_levels = nn.ModuleList()
@@ -182,7 +191,7 @@ class SOLOv2MaskHead(nn.Module):
             if i == 0:
                 level.add_module("conv0", nn.Sequential(*_conv_norm_relu(in_channels, channels, 3, norm, dcn_type)))
             for j in range(i):
-                first_in = in_channels + (2 if (i == num_levels - 1 and use_coord) else 0)
+                first_in = in_channels + (COORD_CHANNELS if (i == num_levels - 1 and use_coord) else 0)
                 level.add_module(f"conv{j}", nn.Sequential(
                     *_conv_norm_relu(first_in if j == 0 else channels, channels, 3, norm, dcn_type)))
                 level.add_module(f"upsample{j}", nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
@@ -206,9 +215,7 @@ class SOLOv2MaskHead(nn.Module):
             "num_levels": len(c.MASK_IN_FEATURES),
             "num_masks": c.NUM_MASKS,
             "channels": c.MASK_CHANNELS,
-            "norm": c.NORM,
-            "use_coord": c.USE_COORD_CONV,
-            "dcn_type": c.TYPE_DCN if c.USE_DCN_IN_MASK else "",
+            **_conv_args(c, c.USE_DCN_IN_MASK),
             "pred_dcn_type": c.TYPE_DCN if c.USE_DCN_IN_MASK_PRED else "",
         }
 

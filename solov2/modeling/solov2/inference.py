@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, NamedTuple, Tuple
+from typing import Any, List, NamedTuple, Sequence, Tuple
 
 import torch
 from torch.nn import functional as F
 
-from ...layers import mask_nms, masks_to_boxes, matrix_nms, point_nms
-from ...utils.errors import ConfigError
+from ...layers import mask_nms, matrix_nms, point_nms
+from ...structures import masks_to_boxes
+from ...utils.errors import ArgumentError
+
+NMS_TYPES = ("matrix", "mask")
+NMS_KERNELS = ("gaussian", "linear")
 
 
 @dataclass
 class InferenceParams:
-    """Thresholds and limits of SOLOv2 inference (MODEL.SOLOV2.*)."""
+    """Thresholds and limits of SOLOv2 inference (MODEL.SOLOV2.* in SOLOv2.from_config)."""
 
-    strides: List[int]
     score_thr: float = 0.1
     mask_thr: float = 0.5
     nms_pre: int = 500
@@ -25,6 +28,12 @@ class InferenceParams:
     nms_type: str = "matrix"
     nms_kernel: str = "gaussian"
     nms_sigma: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("nms_type", NMS_TYPES), ("nms_kernel", NMS_KERNELS)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ArgumentError(name, f"must be {' or '.join(repr(a) for a in allowed)}, got '{value}'")
 
 
 class ImageDetections(NamedTuple):
@@ -37,21 +46,21 @@ class ImageDetections(NamedTuple):
 
 
 def flatten_image_preds(
-    cate_preds: List[torch.Tensor], kernel_preds: List[torch.Tensor], img: int
+    cate_preds: List[torch.Tensor], kernel_preds: List[torch.Tensor], img: int, strides: Sequence[int]
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Image `img`'s point-NMS'd scores (cells x C), kernels (cells x E) and level index per cell."""
+    """Image `img`'s point-NMS'd scores (cells x C), kernels (cells x E) and its level's stride per cell (float)."""
     scores = torch.cat([point_nms(p[img : img + 1].sigmoid())[0].permute(1, 2, 0).reshape(-1, p.shape[1])
                         for p in cate_preds])
     kernels = torch.cat([k[img].permute(1, 2, 0).reshape(-1, k.shape[1]) for k in kernel_preds])
-    level = torch.cat([torch.full((p.shape[2] * p.shape[3],), i, dtype=torch.int64, device=p.device)
-                       for i, p in enumerate(cate_preds)])
-    return scores, kernels, level
+    cell_strides = torch.cat([torch.full((p.shape[2] * p.shape[3],), float(s), dtype=torch.float32, device=p.device)
+                              for p, s in zip(cate_preds, strides)])
+    return scores, kernels, cell_strides
 
 
 def postprocess_image(
     scores: torch.Tensor,
     kernels: torch.Tensor,
-    levels: torch.Tensor,
+    cell_strides: torch.Tensor,
     mask_feat: torch.Tensor,
     params: InferenceParams,
     input_size: Tuple[Any, Any],
@@ -60,7 +69,8 @@ def postprocess_image(
 ) -> ImageDetections:
     """One image: candidates -> dynamic masks -> maskness -> NMS -> masks resized to `output_size`.
 
-    scores: cells x C point-NMS'd probabilities; kernels: cells x E; mask_feat: E x Hf x Wf;
+    scores: cells x C point-NMS'd probabilities; kernels: cells x E; cell_strides: cells (flatten_image_preds gives
+    all three); mask_feat: E x Hf x Wf;
     input_size: the resized image (h, w) before padding; padded_size: the batch tensor's (H, W).
     Written with tensor operations only (no branch on a data-dependent value), so that the ONNX export traces this
     same function into the graph; zero candidates flow through as empty tensors.
@@ -79,8 +89,7 @@ def postprocess_image(
     cell_areas, cell_sums = _candidate_cell_stats(kernels, cell_has_cand, flat_feat, params.mask_thr)
     cell_rank = torch.cumsum(cell_has_cand.to(torch.int64), 0) - 1  # a cell's row in cell_areas / cell_sums
     areas, soft_sums = cell_areas[cell_rank[cand_cells]], cell_sums[cell_rank[cand_cells]]
-    strides = torch.tensor(params.strides, dtype=torch.float32, device=scores.device)[levels[cand_cells]]
-    keep = torch.nonzero(areas > strides)[:, 0]
+    keep = torch.nonzero(areas > cell_strides[cand_cells])[:, 0]
     cand_cells, labels, cand_scores = cand_cells[keep], labels[keep], cand_scores[keep]
     cand_scores = cand_scores * (soft_sums[keep] / areas[keep])  # maskness
 
@@ -95,10 +104,8 @@ def postprocess_image(
         cand_scores = matrix_nms(labels, binary, areas, cand_scores, kernel=params.nms_kernel,
                                  sigma=params.nms_sigma, num_classes=num_classes)
         keep = cand_scores >= params.update_thr
-    elif params.nms_type == "mask":
+    else:  # "mask" (InferenceParams allows only these two)
         keep = mask_nms(labels, binary.view(-1, hf, wf), areas, cand_scores, iou_threshold=params.mask_thr)
-    else:
-        raise ConfigError(f"MODEL.SOLOV2.NMS_TYPE must be 'matrix' or 'mask', got '{params.nms_type}'")
     keep = torch.nonzero(keep)[:, 0]
     final = keep[torch.argsort(cand_scores[keep], descending=True)[: params.max_per_img]]
     masks = _upsample_masks(soft[final].view(-1, hf, wf), params.mask_thr, input_size, padded_size, output_size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Dict, List
 
 import torch
@@ -17,23 +18,31 @@ from ...layers import dice_loss
 from .targets import LevelTargets
 
 
+@dataclass(frozen=True)
+class LossParams:
+    """Weights of the SOLOv2 losses (MODEL.SOLOV2.LOSS.*): sigmoid focal loss on categories, dice loss on masks."""
+
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    focal_weight: float = 1.0
+    dice_weight: float = 3.0
+
+
 def solov2_losses(
     cate_preds: List[torch.Tensor],
     kernel_preds: List[torch.Tensor],
     mask_feats: torch.Tensor,
     targets: List[List[LevelTargets]],
     mask_targets: List[torch.Tensor],
-    num_classes: int,
-    focal_alpha: float,
-    focal_gamma: float,
-    focal_weight: float,
-    dice_weight: float,
+    params: LossParams,
 ) -> Dict[str, torch.Tensor]:
     """Return {"loss_ins": dice, "loss_cate": focal}.
 
     cate_preds / kernel_preds: per level N x C x S x S and N x E x S x S; mask_feats: N x E x Hf x Wf;
-    targets[image][level]; mask_targets[image]: that image's instance masks at Hf x Wf (uint8).
+    targets[image][level] (category targets use C as background); mask_targets[image]: that image's instance masks
+    at Hf x Wf (uint8).
     """
+    num_classes = cate_preds[0].shape[1]
     # --- mask (dice) loss over every positive (instance, cell) pair ---
     losses_ins = []
     # unbind, not [img]: indexing's backward writes a zero-filled copy of the whole batch tensor per image.
@@ -53,7 +62,7 @@ def solov2_losses(
         pred = (kernels_t @ feat.flatten(1)).view(-1, *feat.shape[-2:]).sigmoid()
         losses_ins.append(dice_loss(pred, img_masks[torch.cat(inst)]))
     if losses_ins:
-        loss_ins = torch.cat(losses_ins).mean() * dice_weight
+        loss_ins = torch.cat(losses_ins).mean() * params.dice_weight
     else:
         # Keep the graph connected so every head parameter gets a (zero) gradient.
         loss_ins = (sum(k.sum() for k in kernel_preds) + mask_feats.sum()) * 0.0
@@ -67,7 +76,7 @@ def solov2_losses(
     onehot = torch.zeros_like(flat_logits)
     pos = flat_labels != num_classes
     onehot[pos, flat_labels[pos]] = 1.0
-    loss_cate = sigmoid_focal_loss(flat_logits.float(), onehot.float(), alpha=focal_alpha, gamma=focal_gamma,
-                                   reduction="sum")
-    loss_cate = focal_weight * loss_cate / (num_pos + 1)
+    loss_cate = sigmoid_focal_loss(flat_logits.float(), onehot.float(), alpha=params.focal_alpha,
+                                   gamma=params.focal_gamma, reduction="sum")
+    loss_cate = params.focal_weight * loss_cate / (num_pos + 1)
     return {"loss_ins": loss_ins, "loss_cate": loss_cate}

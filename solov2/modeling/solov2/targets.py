@@ -3,10 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Tuple
 
 import torch
 from torch.nn import functional as F
+
+from ...utils.errors import ArgumentError
+
+
+@dataclass(frozen=True)
+class TargetParams:
+    """Which grid cells of which levels a ground-truth instance is assigned to (MODEL.SOLOV2.* in SOLOv2.from_config).
+
+    num_grids: S per level; scale_ranges: (low, high) of sqrt(box area) per level; sigma scales the centre region;
+    num_classes is the background class of the category targets.
+    """
+
+    num_grids: Tuple[int, ...]
+    scale_ranges: Tuple[Tuple[float, float], ...]
+    num_classes: int
+    sigma: float = 0.2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "num_grids", tuple(int(g) for g in self.num_grids))
+        object.__setattr__(self, "scale_ranges", tuple(tuple(r) for r in self.scale_ranges))
+        if len(self.scale_ranges) != len(self.num_grids):
+            raise ArgumentError("scale_ranges", f"needs one entry per level of num_grids ({len(self.num_grids)}); "
+                                f"got {len(self.scale_ranges)}")
 
 
 @dataclass
@@ -21,11 +44,6 @@ class LevelTargets:
     cate: torch.Tensor
     pos_cells: torch.Tensor
     pos_instances: torch.Tensor
-
-
-def _floor_div(x: torch.Tensor, grid: int) -> torch.Tensor:
-    """floor(x / (1 / grid)) in float64, the way the reference computes grid coordinates."""
-    return torch.div(x, 1.0 / grid, rounding_mode="floor")
 
 
 def downsample_masks(masks: torch.Tensor, feat_size: Tuple[int, int], stride: int = 4) -> torch.Tensor:
@@ -47,10 +65,7 @@ def assign_image_targets(
     gt_boxes: torch.Tensor,
     gt_classes: torch.Tensor,
     input_size: Tuple[int, int],
-    num_grids: Sequence[int],
-    scale_ranges: Sequence[Tuple[float, float]],
-    sigma: float,
-    num_classes: int,
+    params: TargetParams,
 ) -> List[LevelTargets]:
     """Assign one image's instances to grid cells on every level (no loop over cells, instances or levels).
 
@@ -59,8 +74,8 @@ def assign_image_targets(
     cells of the sigma-scaled box around its centre of mass, limited to the 3 x 3 cells around the centre's cell.
     Where instances share a cell, the later one's class wins; every (instance, cell) pair is a mask target.
     """
+    num_grids, scale_ranges, sigma, num_classes = params.num_grids, params.scale_ranges, params.sigma, params.num_classes
     device = gt_masks.device
-    n = gt_masks.shape[0]
     num_levels = len(num_grids)
     up_h, up_w = float(input_size[0]), float(input_size[1])
     boxes = gt_boxes.to(torch.float64)
