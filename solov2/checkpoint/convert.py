@@ -11,7 +11,7 @@ from typing import Any, Collection, Dict, List, Optional, Tuple
 import torch
 
 from ..utils.errors import CheckpointError
-from .checkpointer import _atomic_write
+from ..utils.file_io import atomic_write
 from .formats import convert_weights, read_weights_file
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def convert_checkpoint(src: str, dst: str, model: Optional[torch.nn.Module] = No
     if model is not None:
         _check_exact_fit(state, model.state_dict(), src)
     tensors: Dict[str, Any] = {k: torch.as_tensor(v) for k, v in state.items()}
-    _atomic_write(dst, lambda f: torch.save({"model": tensors}, f))
+    atomic_write(dst, lambda f: torch.save({"model": tensors}, f))
     return fmt, len(tensors)
 
 
