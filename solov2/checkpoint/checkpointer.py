@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import pickle
 import re
 import uuid
 from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional
@@ -17,6 +16,7 @@ from fvcore.common.checkpoint import _IncompatibleKeys
 from ..utils import comm
 from ..utils.errors import CheckpointError, CheckpointNotFoundError, CheckpointSaveError
 from ..utils.file_io import PathManager
+from .safe_load import UnsafeCheckpointError, load_pickle_file, load_torch_file
 from .converters import convert_c2_msra_resnet, convert_torchvision_resnet, is_c2_msra_resnet, is_torchvision_resnet
 
 REMOTE_PREFIXES = ("detectron2://", "http://", "https://", "s3://", "gs://")
@@ -259,13 +259,17 @@ class Checkpointer(_FvCheckpointer):
         if filename.endswith(".pkl"):
             with PathManager.open(filename, "rb") as f:
                 try:
-                    data = pickle.load(f, encoding="latin1")
+                    data = load_pickle_file(f, filename)
+                except UnsafeCheckpointError:
+                    raise
                 except Exception as e:
                     raise CheckpointError(f"Cannot read weight pickle '{filename}': {e}") from e
             return self._from_pickle(filename, data)
-        with PathManager.open(filename, "rb") as f:
+        with PathManager.open(filename, "rb"):  # opened first so a missing/unreadable file fails here as before
             try:
-                data = torch.load(f, map_location=torch.device("cpu"), weights_only=False)
+                data = load_torch_file(PathManager.get_local_path(filename))
+            except UnsafeCheckpointError:
+                raise
             except Exception as e:  # torch's own messages ("invalid load key", "central directory") say little
                 raise CheckpointError(
                     f"Cannot read checkpoint '{filename}' (the file is truncated or not a PyTorch checkpoint): {e}"
