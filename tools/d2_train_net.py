@@ -65,7 +65,7 @@ def setup(args: argparse.Namespace) -> CfgNode:
     cfg = get_cfg()
     add_solov2_config(cfg)
     if args.config_file:
-        cfg.merge_from_file(args.config_file)
+        cfg.merge_from_file(args.config_file, allow_unsafe=False)  # a config file never runs code
     cfg.merge_from_list(args.opts or [])
     apply_register_coco(cfg, args)
     apply_solov2_data_keys(cfg)
