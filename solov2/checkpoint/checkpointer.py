@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import errno
+import functools
 import logging
 import os
 import re
@@ -16,6 +16,8 @@ from fvcore.common.checkpoint import _IncompatibleKeys
 from ..utils import comm
 from ..utils.errors import CheckpointError, CheckpointNotFoundError, CheckpointSaveError
 from ..utils.file_io import PathManager
+from ..utils.run_state import add_safe_note
+from ..utils.run_state import os_error_reason as _os_error_reason
 from .safe_load import UnsafeCheckpointError, load_pickle_file, load_torch_file
 from .converters import convert_c2_msra_resnet, convert_torchvision_resnet, is_c2_msra_resnet, is_torchvision_resnet
 
@@ -23,16 +25,6 @@ REMOTE_PREFIXES = ("detectron2://", "http://", "https://", "s3://", "gs://")
 
 # The temporary file of an atomic write: .<final name>.<pid of the writer>.<random>.tmp
 _TMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
-
-_ERRNO_REASONS = {
-    errno.ENOSPC: "no space left on device (the disk is full)",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EROFS: "the folder is on a read-only file system",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.EIO: "an input/output error (a failing disk or network file system?)",
-}
-
 
 def _tmp_name(path: str) -> str:
     return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
@@ -55,24 +47,6 @@ def _atomic_write(path: str, write: Callable[[BinaryIO], Any]) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-
-
-def _exception_chain(e: BaseException) -> Iterator[BaseException]:
-    """e, then its causes and contexts (torch.save wraps the OSError of a failed write in a RuntimeError)."""
-    seen = set()
-    x: Optional[BaseException] = e
-    while x is not None and id(x) not in seen:
-        seen.add(id(x))
-        yield x
-        x = x.__cause__ or x.__context__
-
-
-def _os_error_reason(e: BaseException) -> Optional[str]:
-    """A readable reason when `e` comes from the file system (disk full, read-only, ...), else None."""
-    for x in _exception_chain(e):
-        if isinstance(x, OSError) and x.errno:
-            return _ERRNO_REASONS.get(x.errno, x.strerror or str(x))
-    return None
 
 
 def _check_optimizer_state(optimizer: torch.optim.Optimizer, path: str) -> None:
@@ -123,6 +97,18 @@ def remove_stale_temporary_files(folder: str) -> List[str]:
     return removed
 
 
+def last_checkpoint_note(save_dir: str) -> str:
+    """What an interrupt or a full disk leaves intact in `save_dir`: the checkpoint last_checkpoint names."""
+    try:
+        with open(os.path.join(save_dir, "last_checkpoint")) as f:
+            last = os.path.join(save_dir, f.read().strip())
+    except OSError:
+        last = ""
+    if last and os.path.isfile(last):
+        return f"The last checkpoint '{last}' is intact (--resume continues from it)"
+    return f"No checkpoint was saved in '{save_dir}' yet"
+
+
 class Checkpointer(_FvCheckpointer):
     """fvcore's Checkpointer with atomic saves (main process only) and weight-format conversion on load."""
 
@@ -134,6 +120,8 @@ class Checkpointer(_FvCheckpointer):
         self.path_manager = PathManager
         self.logger = logging.getLogger(__name__)
         if self.save_to_disk and self.save_dir:
+            if checkpointables:  # a training run's checkpointer: say what an interrupt leaves intact
+                add_safe_note("checkpoint", functools.partial(last_checkpoint_note, self.save_dir))
             removed = remove_stale_temporary_files(self.save_dir)
             if removed:
                 self.logger.warning(

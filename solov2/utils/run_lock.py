@@ -9,11 +9,11 @@ import os
 import socket
 import sys
 import time
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from .errors import OutputPathError
 
-__all__ = ["LOCK_NAME", "lock_output_dir", "release_output_dir"]
+__all__ = ["LOCK_NAME", "lock_output_dir", "release_all_output_dirs", "release_output_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,13 @@ def release_output_dir(output_dir: str) -> None:
                 logger.warning(f"Could not remove the lock file '{path}': {e}")
 
 
-def _release_all() -> None:
+def _release_all() -> List[str]:
+    """Release every lock this process holds (at exit, or on an interrupt); returns their OUTPUT_DIRs."""
+    released = []
     for path in list(_held):
         release_output_dir(os.path.dirname(path))
+        released.append(os.path.dirname(path))
+    return released
+
+
+release_all_output_dirs = _release_all
