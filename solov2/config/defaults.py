@@ -190,6 +190,9 @@ _C.TEST.PRECISE_BN.NUM_ITER = 200
 # Misc
 # ---------------------------------------------------------------------------- #
 _C.OUTPUT_DIR = "./output"
+# True: take over the OUTPUT_DIR lock of a run on another host (one that has ended, e.g. a requeued job's previous
+# attempt); a lock of a live run on this host is never taken over.
+_C.TAKE_OVER_OUTPUT_DIR_LOCK = False
 # < 0: a random seed, which is logged; >= 0: fully seeded.
 _C.SEED = -1
 _C.CUDNN_BENCHMARK = False

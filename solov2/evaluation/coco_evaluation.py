@@ -25,6 +25,7 @@ from ..utils import comm
 from ..utils.errors import ConfigError, InputFileNotFoundError
 from ..utils.file_io import PathManager
 from ..utils.logger import create_multi_column_table, create_small_table
+from ..utils.run_state import output_write_error
 from .coco_conversion import contiguous_to_dataset_id_map, convert_to_coco_json
 from .evaluator import DatasetEvaluator
 
@@ -183,8 +184,12 @@ class COCOEvaluator(DatasetEvaluator):
             PathManager.mkdirs(self._output_dir)
             file_path = os.path.join(self._output_dir, RESULTS_FILE)
             logger.info("Saving results to %s", file_path)
-            with PathManager.open(file_path, "w") as f:
-                json.dump(coco_results, f)
+            try:
+                with PathManager.open(file_path, "w") as f:
+                    json.dump(coco_results, f)
+            except OSError as e:
+                error = output_write_error("the results file", file_path, e)
+                raise error or e from e
 
         gt_json = self._ground_truth_json()
         with contextlib.redirect_stdout(io.StringIO()):

@@ -54,11 +54,13 @@ def _try_create(path: str, content: str) -> bool:
     return True
 
 
-def lock_output_dir(output_dir: str) -> Optional[str]:
+def lock_output_dir(output_dir: str, take_over_remote: bool = False) -> Optional[str]:
     """Claim `output_dir` for this process, or raise OutputPathError if a live run holds it.
 
     A lock left by a process that no longer exists (killed, crashed machine) is taken over; the returned message
-    says so (for the caller to log once its log file is set up), else None. Calling it again from the process
+    says so (for the caller to log once its log file is set up), else None. A lock held by a process on another
+    host cannot be checked from here: it is taken over only with `take_over_remote` (config key
+    TAKE_OVER_OUTPUT_DIR_LOCK), which the user sets after making sure that run has ended. Calling it again from the process
     that holds the lock does nothing.
     """
     path = os.path.join(output_dir, LOCK_NAME)
@@ -83,19 +85,23 @@ def lock_output_dir(output_dir: str) -> Optional[str]:
         if owner.get("host") == host and pid == os.getpid():
             _held[path] = content  # ours, from an earlier setup in this process
             return None
-        if owner.get("host", host) != host:
+        remote = owner.get("host", host) != host
+        if remote and not take_over_remote:
             raise OutputPathError(
                 f"OUTPUT_DIR '{output_dir}' is in use by a run on host {owner.get('host')} (pid {pid or '?'}, started "
-                f"{owner.get('started', '?')}). Use another OUTPUT_DIR; if that run has ended, delete '{path}'."
+                f"{owner.get('started', '?')}). Use another OUTPUT_DIR; if that run has ended (e.g. a requeued job), "
+                "add TAKE_OVER_OUTPUT_DIR_LOCK True to take its lock over."
             )
-        if pid and _pid_alive(pid):
+        if not remote and pid and _pid_alive(pid):
             raise OutputPathError(
                 f"OUTPUT_DIR '{output_dir}' is in use by another run (pid {pid}, started {owner.get('started', '?')}: "
                 f"{owner.get('command', '?')}). Two runs in one folder would mix their checkpoints, logs and "
                 f"config.yaml: pass another OUTPUT_DIR, or wait for that run to end."
             )
         note = (f"Taking over OUTPUT_DIR '{output_dir}' from a run that no longer exists (pid {pid or '?'}, started "
-                f"{owner.get('started', '?')})")
+                f"{owner.get('started', '?')})") if not remote else (
+                f"Taking over OUTPUT_DIR '{output_dir}' from the run on host {owner.get('host')} (pid {pid or '?'}, "
+                f"started {owner.get('started', '?')}), as TAKE_OVER_OUTPUT_DIR_LOCK asks")
         try:
             os.remove(path)
         except FileNotFoundError:
