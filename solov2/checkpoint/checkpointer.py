@@ -18,6 +18,7 @@ from ..utils.errors import CheckpointError, CheckpointNotFoundError, CheckpointS
 from ..utils.file_io import PathManager
 from ..utils.run_state import add_safe_note
 from ..utils.run_state import os_error_reason as _os_error_reason
+from .weight_checks import check_finite, check_weights_fit, refuse_resume_message
 from .safe_load import UnsafeCheckpointError, load_pickle_file, load_torch_file
 from .converters import convert_c2_msra_resnet, convert_torchvision_resnet, is_c2_msra_resnet, is_torchvision_resnet
 
@@ -113,8 +114,10 @@ class Checkpointer(_FvCheckpointer):
     """fvcore's Checkpointer with atomic saves (main process only) and weight-format conversion on load."""
 
     def __init__(self, model: torch.nn.Module, save_dir: str = "", *, save_to_disk: Optional[bool] = None,
-                 **checkpointables: Any) -> None:
+                 weights_check: Optional[str] = None, **checkpointables: Any) -> None:
+        """weights_check: None (only log what did not load), "train" or "eval" (see check_weights_fit)."""
         is_main = comm.is_main_process()
+        self.weights_check = weights_check
         super().__init__(model, save_dir, save_to_disk=is_main if save_to_disk is None else save_to_disk,
                          **checkpointables)
         self.path_manager = PathManager
@@ -181,8 +184,15 @@ class Checkpointer(_FvCheckpointer):
 
     def _apply(self, checkpoint: Dict[str, Any], path: str, checkpointables: Optional[List[str]]) -> Dict[str, Any]:
         """Put a read checkpoint into the model and the checkpointables; returns what is left (e.g. iteration)."""
-        self._log_incompatible_keys(self._load_model(checkpoint))
+        check_finite(checkpoint.get("model"), path)
+        incompatible = self._load_model(checkpoint)
+        self._log_incompatible_keys(incompatible)
         names = list(self.checkpointables) if checkpointables is None else list(checkpointables)
+        resuming = any(isinstance(self.checkpointables.get(k), torch.optim.Optimizer) and k in checkpoint for k in names)
+        if resuming and incompatible.incorrect_shapes:
+            raise CheckpointError(refuse_resume_message(path, incompatible.incorrect_shapes))
+        if self.weights_check and not resuming:
+            check_weights_fit(incompatible, checkpoint.get("model"), self.model, path, self.weights_check)
         self._load_checkpointables(checkpoint, names, path)
         return checkpoint
 
@@ -311,5 +321,6 @@ class Checkpointer(_FvCheckpointer):
         w1 = max(len(r[1]) for r in rows)
         lines = [f"{'status':<{w0}}  {'key':<{w1}}  detail", "-" * (w0 + w1 + 10)]
         lines += [f"{a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows]
-        level = logging.WARNING if incompatible.incorrect_shapes or incompatible.missing_keys else logging.INFO
-        self.logger.log(level, "Checkpoint does not match the model exactly:\n" + "\n".join(lines))
+        counts = (f"{len(incompatible.missing_keys)} missing, {len(incompatible.unexpected_keys)} unexpected, "
+                  f"{len(incompatible.incorrect_shapes)} of another shape")
+        self.logger.warning(f"Checkpoint does not match the model exactly ({counts}):\n" + "\n".join(lines))

@@ -17,6 +17,9 @@ _C.MODEL.DEVICE = ""
 _C.MODEL.META_ARCHITECTURE = "SOLOv2"
 # A local path, or detectron2:// / https:// URLs (these need network access).
 _C.MODEL.WEIGHTS = ""
+# False: weights that leave model parameters unloaded in --eval-only, or whose parameters are mostly not in the model
+# (another depth or head), are refused; True: load what fits and only log the rest.
+_C.MODEL.WEIGHTS_PARTIAL_OK = False
 # Caffe2 MSRA ImageNet statistics in BGR 0-255; PIXEL_STD 1 because the MSRA weights expect it.
 _C.MODEL.PIXEL_MEAN = [103.530, 116.280, 123.675]
 _C.MODEL.PIXEL_STD = [1.0, 1.0, 1.0]

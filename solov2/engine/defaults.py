@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import Checkpointer
+from ..checkpoint.weight_checks import weights_check_mode
 from ..config import CfgNode, check_unsupported_keys
 from ..data import (
     MetadataCatalog,
@@ -231,6 +232,7 @@ class DefaultTrainer(TrainerBase):
             optimizer=optimizer,
             scheduler=self.scheduler,
             trainer=weakref.proxy(self),
+            weights_check=weights_check_mode(cfg, eval_only=False),
         )
         self.start_iter = 0
         self.max_iter = int(cfg.SOLVER.MAX_ITER)
