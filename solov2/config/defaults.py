@@ -129,6 +129,9 @@ _C.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST = 1000
 # COCO-format datasets registered from the config, no Python needed:
 # each entry is (name, json_file, image_root), e.g. (("my_train", "ann/train.json", "images/"),)
 _C.DATASETS.COCO_INSTANCES = ()
+# False: an image file_name in a dataset json that leads outside its image_root ("../", an absolute path) is
+# refused naming the json and the entry; True: such paths are read (only for jsons you trust).
+_C.DATASETS.ALLOW_IMAGES_OUTSIDE_ROOT = False
 
 # ---------------------------------------------------------------------------- #
 # DataLoader
