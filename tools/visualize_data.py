@@ -32,7 +32,7 @@ from solov2.data.detection_utils import SKIP_CORRUPT_HINT
 from solov2.utils.cli import add_debug_argument, run_tool
 from solov2.utils.errors import ConfigError, ImageReadError, OutputPathError
 from solov2.utils.logger import setup_logger
-from solov2.utils.paths import overwritten_input
+from solov2.utils.paths import check_distinct_outputs, overwritten_input
 from solov2.utils.visualizer import Visualizer
 
 
@@ -59,6 +59,11 @@ def _write(path: str, rgb: np.ndarray, dataset_files: set) -> None:
         raise OutputPathError(f"Could not write '{path}' (is --output-dir writable, the disk full?)")
 
 
+def _drawing_path(output_dir: str, d: dict) -> str:
+    """Where --source annotation draws a dataset dict: <output_dir>/<image name>.png."""
+    return os.path.join(output_dir, os.path.splitext(os.path.basename(d["file_name"]))[0] + ".png")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point."""
     args = parse_args(argv)
@@ -81,6 +86,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     written = 0
     skipped: List[str] = []
     if args.source == "annotation":
+        check_distinct_outputs(((d["file_name"], _drawing_path(args.output_dir, d)) for d in dicts[:args.num]), "drawings")
         for d in dicts:
             if written >= args.num:
                 break
@@ -93,8 +99,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 skipped.append(d["file_name"])
                 continue
             vis = Visualizer(img, metadata).draw_dataset_dict(d)
-            _write(os.path.join(args.output_dir, os.path.splitext(os.path.basename(d["file_name"]))[0] + ".png"), vis,
-                   dataset_files)
+            _write(_drawing_path(args.output_dir, d), vis, dataset_files)
             written += 1
     else:
         cfg.DATALOADER.NUM_WORKERS = 0

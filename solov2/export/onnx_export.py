@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from ..modeling.solov2 import flatten_image_preds, postprocess_image
 from ..utils.errors import ConfigError, OutputPathError, UserError
+from ..utils.paths import check_writable_output
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +185,7 @@ def export_from_config(cfg: Any, path: str) -> str:
     from ..modeling import build_model
 
     check_exportable(cfg)
+    check_writable_output(path)  # before minutes of building and tracing
     cfg = cfg.clone()
     cfg.defrost()
     cfg.MODEL.DEVICE = "cpu"
