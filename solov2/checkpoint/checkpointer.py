@@ -185,14 +185,15 @@ class Checkpointer(_FvCheckpointer):
     def _apply(self, checkpoint: Dict[str, Any], path: str, checkpointables: Optional[List[str]]) -> Dict[str, Any]:
         """Put a read checkpoint into the model and the checkpointables; returns what is left (e.g. iteration)."""
         check_finite(checkpoint.get("model"), path)
-        incompatible = self._load_model(checkpoint)
+        ckpt_keys = list(checkpoint["model"]) if isinstance(checkpoint.get("model"), dict) else []
+        incompatible = self._load_model(checkpoint)  # takes "model" out of the checkpoint
         self._log_incompatible_keys(incompatible)
         names = list(self.checkpointables) if checkpointables is None else list(checkpointables)
         resuming = any(isinstance(self.checkpointables.get(k), torch.optim.Optimizer) and k in checkpoint for k in names)
         if resuming and incompatible.incorrect_shapes:
             raise CheckpointError(refuse_resume_message(path, incompatible.incorrect_shapes))
         if self.weights_check and not resuming:
-            check_weights_fit(incompatible, checkpoint.get("model"), self.model, path, self.weights_check)
+            check_weights_fit(incompatible, ckpt_keys, self.model, path, self.weights_check)
         self._load_checkpointables(checkpoint, names, path)
         return checkpoint
 

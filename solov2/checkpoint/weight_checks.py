@@ -51,14 +51,14 @@ def check_finite(state: Any, path: str) -> None:
         )
 
 
-def check_weights_fit(incompatible: _IncompatibleKeys, state: Any, model: torch.nn.Module, path: str,
-                      mode: str) -> None:
+def check_weights_fit(incompatible: _IncompatibleKeys, checkpoint_keys: Sequence[str], model: torch.nn.Module,
+                      path: str, mode: str) -> None:
     """Refuse weights that leave the model half-loaded: in "eval" any parameter not loaded, in "train" (and
     "eval") checkpoint parameters the model lacks beyond UNEXPECTED_FRACTION. MODEL.WEIGHTS_PARTIAL_OK allows it."""
     missing = [k for k in incompatible.missing_keys if _is_counted(k)]
     mismatched = [k for k, _, _ in incompatible.incorrect_shapes]
     unexpected = [k for k in incompatible.unexpected_keys if _is_counted(k)]
-    n_ckpt = max(1, sum(1 for k in (state or {}) if _is_counted(str(k))))
+    n_ckpt = max(1, sum(1 for k in checkpoint_keys if _is_counted(str(k))))
     n_model = sum(1 for k in model.state_dict() if _is_counted(k))
     problems = []
     if mode == "eval" and (missing or mismatched):
