@@ -437,3 +437,24 @@ def test_demo_onnx_skips_too_small_images_and_goes_on(split, tmp_path):
     assert stdout.splitlines()[-1] == "Done: 2 succeeded, 1 failed"
     assert f"Skipping '{inputs / 'thin.png'}': The exported graph takes images of at least" in stdout + "\n".join(err)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "z.png"]
+
+
+def test_detectron2_checkpointer_reads_pickles_without_running_code(tmp_path):
+    pytest.importorskip("detectron2")
+    from solov2.d2.checkpoint import SafeDetectionCheckpointer
+    from solov2.utils.errors import CheckpointError
+
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "evil.pkl"
+    with open(evil, "wb") as f:
+        pickle.dump({"blobs": {"weight": np.ones((1, 1), np.float32)}, "x": _Payload(marker)}, f, protocol=2)
+    with pytest.raises(CheckpointError, match="posix.system"):
+        SafeDetectionCheckpointer(torch.nn.Linear(1, 1)).load(str(evil))
+    assert not marker.exists()
+    good = tmp_path / "good.pkl"
+    with open(good, "wb") as f:
+        pickle.dump({"blobs": {"weight": np.full((1, 1), 2, np.float32), "bias": np.zeros(1, np.float32),
+                               "weight_momentum": np.zeros((1, 1), np.float32)}}, f, protocol=2)
+    model = torch.nn.Linear(1, 1)
+    SafeDetectionCheckpointer(model).load(str(good))
+    assert model.weight.item() == 2.0
