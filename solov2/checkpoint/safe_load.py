@@ -9,6 +9,8 @@ those libraries' code. Anything else is refused with a CheckpointError saying wh
 
 from __future__ import annotations
 
+import codecs
+import collections
 import pickle
 from typing import Any, BinaryIO, List, Tuple
 
@@ -19,22 +21,25 @@ from ..utils.errors import CheckpointError
 
 __all__ = ["InertObject", "load_torch_file", "load_pickle_file", "UnsafeCheckpointError"]
 
+# numpy 2 moved numpy.core to numpy._core; pickles written under either spell their own.
+_multiarray = (getattr(np, "_core", None) or np.core).multiarray
 # Names (module.qualname, as a pickle spells them) of the numpy functions and types that rebuild arrays, dtypes and
-# scalars from their bytes; numpy 1.x pickles spell numpy._core as numpy.core.
+# scalars from their bytes.
 _NUMPY_SAFE = {
     "numpy.ndarray": np.ndarray,
     "numpy.dtype": np.dtype,
-    "numpy.core.multiarray._reconstruct": np._core.multiarray._reconstruct,
-    "numpy._core.multiarray._reconstruct": np._core.multiarray._reconstruct,
-    "numpy.core.multiarray.scalar": np._core.multiarray.scalar,
-    "numpy._core.multiarray.scalar": np._core.multiarray.scalar,
+    "numpy.core.multiarray._reconstruct": _multiarray._reconstruct,
+    "numpy._core.multiarray._reconstruct": _multiarray._reconstruct,
+    "numpy.core.multiarray.scalar": _multiarray.scalar,
+    "numpy._core.multiarray.scalar": _multiarray.scalar,
 }
 # numpy >= 1.25 pickles a dtype as an instance of its class, e.g. numpy.dtypes.Float32DType.
-_NUMPY_SAFE.update({f"numpy.dtypes.{name}": getattr(np.dtypes, name) for name in dir(np.dtypes)
-                    if name.endswith("DType") and isinstance(getattr(np.dtypes, name), type)})
+_dtypes = getattr(np, "dtypes", None)
+_NUMPY_SAFE.update({f"numpy.dtypes.{name}": getattr(_dtypes, name) for name in dir(_dtypes)
+                    if name.endswith("DType") and isinstance(getattr(_dtypes, name), type)})
 # Python 2 pickles (the MSRA .pkl files) encode arrays' bytes as latin-1 text through _codecs.encode.
-_PKL_SAFE = dict(_NUMPY_SAFE, **{"_codecs.encode": __import__("codecs").encode,
-                                 "collections.OrderedDict": __import__("collections").OrderedDict})
+# codecs only transform data (torch's weights-only unpickler allows _codecs.encode too).
+_PKL_SAFE = dict(_NUMPY_SAFE, **{"_codecs.encode": codecs.encode, "collections.OrderedDict": collections.OrderedDict})
 
 # Packages whose checkpoints hold training bookkeeping objects next to the weights; those load as InertObject.
 _INERT_PREFIXES = ("mmengine.", "mmcv.", "mmdet.")
