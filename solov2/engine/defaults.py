@@ -144,7 +144,8 @@ def default_setup(cfg: CfgNode, args: Optional[argparse.Namespace]) -> None:
         if comm.is_main_process() and output_dir:
             PathManager.mkdirs(output_dir)
             # Before the log file is opened: a refused run must not write into the other run's log.txt.
-            lock_note = lock_output_dir(output_dir, take_over_remote=cfg.get("TAKE_OVER_OUTPUT_DIR_LOCK", False))
+            take_over = "TAKE_OVER_OUTPUT_DIR_LOCK" in cfg and cfg.TAKE_OVER_OUTPUT_DIR_LOCK  # absent in d2 configs
+            lock_note = lock_output_dir(output_dir, take_over_remote=bool(take_over))
         setup_logger(output_dir, distributed_rank=rank, name="fvcore")
         log = setup_logger(output_dir, distributed_rank=rank)
     except OSError as e:
