@@ -44,7 +44,18 @@ def run(cmd, timeout=240):
     """Run a command line in the repository; returns (exit status, stdout, stderr lines)."""
     r = subprocess.run([sys.executable, *map(str, cmd)], capture_output=True, text=True, timeout=timeout,
                        cwd=str(REPO), env=_env())
+    _record_case(r.returncode, r.stdout, r.stderr)
     return r.returncode, r.stdout, r.stderr.splitlines()
+
+
+def _record_case(code, stdout, stderr):
+    """With SOLOV2_CASE_LOG=<file>: append the test, exit status and last printed line (for the closing note)."""
+    log = os.environ.get("SOLOV2_CASE_LOG")
+    if log:
+        lines = (stdout + stderr).strip().splitlines()
+        test = os.environ.get("PYTEST_CURRENT_TEST", "?").split("::")[-1].split(" ")[0]
+        with open(log, "a") as f:
+            f.write(json.dumps({"test": test, "status": code, "last": lines[-1] if lines else ""}) + "\n")
 
 
 def digests(folder: Path):
@@ -169,6 +180,7 @@ def test_sigterm_ends_in_one_line_and_releases_the_lock(split, tmp_path):
     assert (out / LOCK_NAME).exists()
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)
+    _record_case(proc.returncode, stdout, stderr)
     err = stderr.splitlines()
     assert_error(proc.returncode, err, "Interrupted by SIGTERM during training at iteration",
                  "The last checkpoint", "is intact", f"Released the lock on OUTPUT_DIR '{out}'", status=143)
