@@ -52,10 +52,11 @@ def _record_case(code, stdout, stderr):
     """With SOLOV2_CASE_LOG=<file>: append the test, exit status and last printed line (for the closing note)."""
     log = os.environ.get("SOLOV2_CASE_LOG")
     if log:
-        lines = (stdout + stderr).strip().splitlines()
+        err, out = stderr.strip().splitlines(), stdout.strip().splitlines()
+        last = err[-1] if err and err[-1].startswith("ERROR:") else (out[-1] if out else (err[-1] if err else ""))
         test = os.environ.get("PYTEST_CURRENT_TEST", "?").split("::")[-1].split(" ")[0]
         with open(log, "a") as f:
-            f.write(json.dumps({"test": test, "status": code, "last": lines[-1] if lines else ""}) + "\n")
+            f.write(json.dumps({"test": test, "status": code, "last": last}) + "\n")
 
 
 def digests(folder: Path):
