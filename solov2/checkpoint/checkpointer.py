@@ -7,7 +7,7 @@ import logging
 import os
 import re
 import uuid
-from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional
+from typing import Any, BinaryIO, Callable, Dict, List, Optional
 
 import torch
 from fvcore.common.checkpoint import Checkpointer as _FvCheckpointer
