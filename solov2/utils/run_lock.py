@@ -90,7 +90,7 @@ def lock_output_dir(output_dir: str, take_over_remote: bool = False) -> Optional
             raise OutputPathError(
                 f"OUTPUT_DIR '{output_dir}' is in use by a run on host {owner.get('host')} (pid {pid or '?'}, started "
                 f"{owner.get('started', '?')}). Use another OUTPUT_DIR; if that run has ended (e.g. a requeued job), "
-                "add TAKE_OVER_OUTPUT_DIR_LOCK True to take its lock over."
+                f"add TAKE_OVER_OUTPUT_DIR_LOCK True to take its lock over (or delete '{path}')."
             )
         if not remote and pid and _pid_alive(pid):
             raise OutputPathError(
