@@ -82,8 +82,11 @@ def log_exception_to_files(e: BaseException, context: str = "") -> None:
     """Write `e`'s traceback to the log files (never the console), once per exception."""
     if getattr(e, _LOGGED_ATTR, False):
         return
-    written = log_to_files(logging.ERROR, context or f"{type(e).__name__}: {user_error_message(e)}",
-                           exc_info=(type(e), e, e.__traceback__))
+    try:
+        written = log_to_files(logging.ERROR, context or f"{type(e).__name__}: {user_error_message(e)}",
+                               exc_info=(type(e), e, e.__traceback__))
+    except UserError:  # the log file itself cannot be written (a full disk): `e` is still what the user must see
+        written = False
     if written:
         try:
             setattr(e, _LOGGED_ATTR, True)
@@ -169,7 +172,8 @@ def run_tool(main: Callable[..., Optional[int]], *args: Any, **kwargs: Any) -> i
             code = main(*args, **kwargs)
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (run_state.Interrupted): no traceback, lock released
             message = interrupt_message(e, release_all_output_dirs())
-            log_to_files(logging.WARNING, message)
+            with contextlib.suppress(UserError):  # a log file on a full disk: the console line still comes
+                log_to_files(logging.WARNING, message)
             _print_error(message)
             return EXIT_SIGTERM if isinstance(e, Interrupted) else EXIT_INTERRUPTED
         except UserError as e:
