@@ -428,7 +428,8 @@ def test_export_checks_it_can_write_before_tracing(tmp_path):
     (tmp_path / "a_file").write_text("")
     start = time.perf_counter()
     code, _, err = run([EXPORT, "--config-file", CONFIG, "--output", tmp_path / "a_file" / "model.onnx"])
-    assert_error(code, err, f"Cannot write the output '{tmp_path}/a_file/model.onnx'")
+    assert_error(code, err, f"Cannot write the output '{tmp_path}/a_file/model.onnx': '{tmp_path}/a_file' is a file, "
+                 "not a folder")
     assert time.perf_counter() - start < 60
 
 

@@ -98,6 +98,11 @@ def check_writable_output(path: str) -> None:
     if os.path.isdir(path):
         raise OutputPathError(f"Output '{path}' is a folder; give a file name")
     folder = os.path.dirname(os.path.abspath(path))
+    existing = folder
+    while not os.path.exists(existing):  # the nearest part of the path that exists must be a folder
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise OutputPathError(f"Cannot write the output '{path}': '{existing}' is a file, not a folder")
     try:
         os.makedirs(folder, exist_ok=True)
         probe = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.probe")
