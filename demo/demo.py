@@ -29,12 +29,12 @@ from solov2.data.detection_utils import read_image
 from solov2.engine.predictor import DefaultPredictor
 from solov2.export import ONNXPredictor
 from solov2.evaluation.coco_evaluation import instances_to_coco_json
-from solov2.evaluation.coco_conversion import contiguous_to_dataset_id_map
+from solov2.evaluation.coco_conversion import name_categories
 from solov2.utils.cli import add_debug_argument, run_tool
 from solov2.utils.cpu_runtime import tune_malloc
-from solov2.utils.errors import ConfigError, ImageReadError, InputFileNotFoundError, OutputPathError
+from solov2.utils.errors import ConfigError, ImageReadError, InputFileNotFoundError, OutputPathError, UserError
 from solov2.utils.logger import setup_logger
-from solov2.utils.paths import overwritten_input
+from solov2.utils.paths import overwritten_input, regular_files
 from solov2.utils.visualizer import Visualizer
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -124,13 +124,11 @@ class Demo:
     def to_json(self, instances, file_name: str) -> List[dict]:
         """COCO-style results for one image, with dataset category ids and names."""
         results = instances_to_coco_json(instances, os.path.basename(file_name))
-        id_map = contiguous_to_dataset_id_map(self.metadata) if self.metadata is not None else None
-        names = getattr(self.metadata, "thing_classes", None) if self.metadata is not None else None
+        if name_categories(results, self.metadata):
+            logging.getLogger("solov2").warning(
+                f"{file_name}: predictions of class indices the dataset has no name for are marked "
+                "\"unknown_category\": true in the JSON (does MODEL.SOLOV2.NUM_CLASSES match the dataset?)")
         for r in results:
-            k = r["category_id"]
-            r["category_name"] = names[k] if names is not None and k < len(names) else f"class {k}"
-            if id_map:
-                r["category_id"] = id_map.get(k, k)
             r["file_name"] = file_name
         return results
 
@@ -200,7 +198,12 @@ def run_images(demo: Demo, files: List[str], planned: Optional[List[List[str]]],
             failures.append(path)
             continue
         start = time.perf_counter()
-        instances, vis = demo.run(img)
+        try:
+            instances, vis = demo.run(img)
+        except UserError as e:  # this image cannot be run (e.g. too small for an exported graph): name it, go on
+            logger.error(f"Skipping '{path}': {e}")
+            failures.append(path)
+            continue
         logger.info(f"{path}: {len(instances)} instances in {time.perf_counter() - start:.2f}s")
         if args.output:
             out = outs[0]
@@ -304,7 +307,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise ConfigError("--json writes a JSON file next to each output image: it needs --input and --output")
     if args.video_input and not os.path.isfile(args.video_input):
         raise InputFileNotFoundError(f"Video input '{args.video_input}' does not exist")
-    files = expand_inputs(args.input) if args.input else []
+    files, not_regular = regular_files(expand_inputs(args.input) if args.input else [], logger)
     if args.input and not files:
         raise InputFileNotFoundError(f"No input images found for {args.input}")
     # Refuse a bad --output before the model is built and before anything is written.
@@ -316,8 +319,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                        "Pass --opts MODEL.WEIGHTS path/to/model.pth")
     demo = Demo(cfg, args.confidence_threshold, args.onnx)
     if files:
-        failed = run_images(demo, files, planned, args, logger)
-        print(f"Done: {len(files) - failed} succeeded, {failed} failed")
+        failed = run_images(demo, files, planned, args, logger) + len(not_regular)
+        print(f"Done: {len(files) + len(not_regular) - failed} succeeded, {failed} failed")
         return 1 if failed else 0
     if args.webcam:
         return run_video(demo, 0, None, logger)

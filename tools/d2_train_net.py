@@ -20,13 +20,13 @@ from typing import Any, Dict, Optional
 import torch
 
 import solov2.d2  # noqa: F401  (registers SOLOv2 and solov2's datasets in Detectron2; says how to install it)
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from solov2.d2 import add_solov2_config, apply_solov2_data_keys, register_solov2_datasets
+from solov2.d2.checkpoint import SafeDetectionCheckpointer
 from solov2.data import check_num_classes
 from solov2.engine.defaults import add_register_coco_argument, apply_register_coco
 from solov2.evaluation import evaluator_output_folder
@@ -39,6 +39,11 @@ logger = logging.getLogger("solov2.d2_train_net")
 
 class Trainer(DefaultTrainer):
     """Detectron2's DefaultTrainer with COCO evaluation and solov2's optimizer (SOLVER.OPTIMIZER SGD or ADAMW)."""
+
+    def __init__(self, cfg: CfgNode) -> None:
+        super().__init__(cfg)
+        # Detectron2 builds a DetectionCheckpointer; this subclass only reads .pkl weights without running code.
+        self.checkpointer.__class__ = SafeDetectionCheckpointer
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None) -> DatasetEvaluator:
@@ -63,7 +68,7 @@ def setup(args: argparse.Namespace) -> CfgNode:
     cfg = get_cfg()
     add_solov2_config(cfg)
     if args.config_file:
-        cfg.merge_from_file(args.config_file)
+        cfg.merge_from_file(args.config_file, allow_unsafe=False)  # a config file never runs code
     cfg.merge_from_list(args.opts or [])
     apply_register_coco(cfg, args)
     apply_solov2_data_keys(cfg)
@@ -83,7 +88,7 @@ def main(args: argparse.Namespace) -> Dict[str, Any]:
         if not cfg.MODEL.WEIGHTS and not args.resume:
             logger.warning("--eval-only without MODEL.WEIGHTS: evaluating a randomly initialised model!")
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        SafeDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = Trainer.test(cfg, model)
         if comm.is_main_process() and cfg.TEST.EXPECTED_RESULTS and not verify_results(cfg, results):
             raise ResultsMismatchError("Evaluation results differ from TEST.EXPECTED_RESULTS (see the log)")

@@ -20,6 +20,7 @@ import sys  # noqa: E402
 from typing import Any, Dict  # noqa: E402
 
 from solov2.checkpoint import Checkpointer  # noqa: E402
+from solov2.checkpoint.weight_checks import weights_check_mode  # noqa: E402
 from solov2.config import CfgNode, get_cfg  # noqa: E402
 from solov2.engine import DefaultTrainer, default_argument_parser, default_setup, launch  # noqa: E402
 from solov2.engine.defaults import add_register_coco_argument, apply_register_coco  # noqa: E402
@@ -57,7 +58,8 @@ def main(args: argparse.Namespace) -> Dict[str, Any]:
         if not cfg.MODEL.WEIGHTS and not args.resume:
             logger.warning("--eval-only without MODEL.WEIGHTS: evaluating a randomly initialised model!")
         model = DefaultTrainer.build_model(cfg)
-        Checkpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        Checkpointer(model, save_dir=cfg.OUTPUT_DIR, weights_check=weights_check_mode(cfg, eval_only=True)).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume)
         with EventStorage() as storage:
             results = DefaultTrainer.test(cfg, model)
             if comm.is_main_process() and cfg.OUTPUT_DIR:

@@ -38,7 +38,7 @@ from solov2.engine.predictor import DefaultPredictor
 from solov2.utils.cli import add_debug_argument, run_tool
 from solov2.utils.errors import ConfigError, ImageReadError, OutputPathError
 from solov2.utils.logger import setup_logger
-from solov2.utils.paths import overwritten_input
+from solov2.utils.paths import check_distinct_outputs, overwritten_input
 from solov2.utils.visualizer import Visualizer, draw_ground_truth_and_predictions
 
 
@@ -72,6 +72,11 @@ def _write(path: str, rgb: np.ndarray, dataset_files: set) -> None:
         raise OutputPathError(f"Could not write '{path}' (is --output-dir writable, the disk full?)")
 
 
+def _drawing_path(output_dir: str, d: dict) -> str:
+    """Where --source annotation or predictions draws a dataset dict: <output_dir>/<image name>.png."""
+    return os.path.join(output_dir, os.path.splitext(os.path.basename(d["file_name"]))[0] + ".png")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point."""
     args = parse_args(argv)
@@ -99,6 +104,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     written = 0
     skipped: List[str] = []
     if args.source in ("annotation", "predictions"):
+        check_distinct_outputs(((d["file_name"], _drawing_path(args.output_dir, d)) for d in dicts[:args.num]), "drawings")
         for d in dicts:
             if written >= args.num:
                 break
@@ -116,8 +122,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                         height=max(320, img.shape[0]))
             else:
                 vis = Visualizer(img, metadata).draw_dataset_dict(d)
-            _write(os.path.join(args.output_dir, os.path.splitext(os.path.basename(d["file_name"]))[0] + ".png"), vis,
-                   dataset_files)
+            _write(_drawing_path(args.output_dir, d), vis, dataset_files)
             written += 1
     else:
         cfg.DATALOADER.NUM_WORKERS = 0

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import errno
+import functools
 import logging
 import os
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 from fvcore.common.checkpoint import Checkpointer as _FvCheckpointer
@@ -14,7 +14,10 @@ from fvcore.common.checkpoint import _IncompatibleKeys
 from ..utils import comm
 from ..utils.errors import CheckpointError, CheckpointNotFoundError, CheckpointSaveError
 from ..utils.file_io import PathManager, atomic_write, remove_stale_temporary_files
+from ..utils.run_state import add_safe_note
+from ..utils.run_state import os_error_reason as _os_error_reason
 from .formats import MMDET3, MSRA, SOLO, convert_weights, read_weights_file
+from .weight_checks import check_finite, check_weights_fit, refuse_resume_message
 
 MMDET_PIXEL_MEAN = [123.675, 116.28, 103.53]  # RGB, as mmdetection's and torchvision's ImageNet weights expect
 MMDET_PIXEL_STD = [58.395, 57.12, 57.375]
@@ -28,33 +31,6 @@ _FORMAT_NOTES = {
 }
 
 REMOTE_PREFIXES = ("detectron2://", "http://", "https://", "s3://", "gs://")
-
-_ERRNO_REASONS = {
-    errno.ENOSPC: "no space left on device (the disk is full)",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EROFS: "the folder is on a read-only file system",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.EIO: "an input/output error (a failing disk or network file system?)",
-}
-
-
-def _exception_chain(e: BaseException) -> Iterator[BaseException]:
-    """e, then its causes and contexts (torch.save wraps the OSError of a failed write in a RuntimeError)."""
-    seen = set()
-    x: Optional[BaseException] = e
-    while x is not None and id(x) not in seen:
-        seen.add(id(x))
-        yield x
-        x = x.__cause__ or x.__context__
-
-
-def _os_error_reason(e: BaseException) -> Optional[str]:
-    """A readable reason when `e` comes from the file system (disk full, read-only, ...), else None."""
-    for x in _exception_chain(e):
-        if isinstance(x, OSError) and x.errno:
-            return _ERRNO_REASONS.get(x.errno, x.strerror or str(x))
-    return None
 
 
 def _check_optimizer_state(optimizer: torch.optim.Optimizer, path: str) -> None:
@@ -72,17 +48,33 @@ def _check_optimizer_state(optimizer: torch.optim.Optimizer, path: str) -> None:
         )
 
 
+def last_checkpoint_note(save_dir: str) -> str:
+    """What an interrupt or a full disk leaves intact in `save_dir`: the checkpoint last_checkpoint names."""
+    try:
+        with open(os.path.join(save_dir, "last_checkpoint")) as f:
+            last = os.path.join(save_dir, f.read().strip())
+    except OSError:
+        last = ""
+    if last and os.path.isfile(last):
+        return f"The last checkpoint '{last}' is intact (--resume continues from it)"
+    return f"No checkpoint was saved in '{save_dir}' yet"
+
+
 class Checkpointer(_FvCheckpointer):
     """fvcore's Checkpointer with atomic saves (main process only) and weight-format conversion on load."""
 
     def __init__(self, model: torch.nn.Module, save_dir: str = "", *, save_to_disk: Optional[bool] = None,
-                 **checkpointables: Any) -> None:
+                 weights_check: Optional[str] = None, **checkpointables: Any) -> None:
+        """weights_check: None (only log what did not load), "train" or "eval" (see check_weights_fit)."""
         is_main = comm.is_main_process()
+        self.weights_check = weights_check
         super().__init__(model, save_dir, save_to_disk=is_main if save_to_disk is None else save_to_disk,
                          **checkpointables)
         self.path_manager = PathManager
         self.logger = logging.getLogger(__name__)
         if self.save_to_disk and self.save_dir:
+            if checkpointables:  # a training run's checkpointer: say what an interrupt leaves intact
+                add_safe_note("checkpoint", functools.partial(last_checkpoint_note, self.save_dir))
             removed = remove_stale_temporary_files(self.save_dir)
             if removed:
                 self.logger.warning(
@@ -142,8 +134,16 @@ class Checkpointer(_FvCheckpointer):
 
     def _apply(self, checkpoint: Dict[str, Any], path: str, checkpointables: Optional[List[str]]) -> Dict[str, Any]:
         """Put a read checkpoint into the model and the checkpointables; returns what is left (e.g. iteration)."""
-        self._log_incompatible_keys(self._load_model(checkpoint))
+        check_finite(checkpoint.get("model"), path)
+        ckpt_keys = list(checkpoint["model"]) if isinstance(checkpoint.get("model"), dict) else []
+        incompatible = self._load_model(checkpoint)  # takes "model" out of the checkpoint
+        self._log_incompatible_keys(incompatible)
         names = list(self.checkpointables) if checkpointables is None else list(checkpointables)
+        resuming = any(isinstance(self.checkpointables.get(k), torch.optim.Optimizer) and k in checkpoint for k in names)
+        if resuming and incompatible.incorrect_shapes:
+            raise CheckpointError(refuse_resume_message(path, incompatible.incorrect_shapes))
+        if self.weights_check and not resuming:
+            check_weights_fit(incompatible, ckpt_keys, self.model, path, self.weights_check)
         self._load_checkpointables(checkpoint, names, path)
         return checkpoint
 
@@ -231,5 +231,6 @@ class Checkpointer(_FvCheckpointer):
         w1 = max(len(r[1]) for r in rows)
         lines = [f"{'status':<{w0}}  {'key':<{w1}}  detail", "-" * (w0 + w1 + 10)]
         lines += [f"{a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows]
-        level = logging.WARNING if incompatible.incorrect_shapes or incompatible.missing_keys else logging.INFO
-        self.logger.log(level, "Checkpoint does not match the model exactly:\n" + "\n".join(lines))
+        counts = (f"{len(incompatible.missing_keys)} missing, {len(incompatible.unexpected_keys)} unexpected, "
+                  f"{len(incompatible.incorrect_shapes)} of another shape")
+        self.logger.warning(f"Checkpoint does not match the model exactly ({counts}):\n" + "\n".join(lines))

@@ -15,7 +15,6 @@ pickle), `convert_weights(data, model_keys)` returns `(state_dict, format_name, 
 from __future__ import annotations
 
 import logging
-import pickle
 import re
 from typing import Any, Collection, Dict, List, Mapping, Optional, Tuple
 
@@ -23,6 +22,7 @@ import torch
 
 from ..utils.errors import CheckpointError
 from ..utils.file_io import PathManager
+from .safe_load import UnsafeCheckpointError, load_pickle_file, load_torch_file
 from .converters import (
     convert_c2_msra_resnet,
     convert_torchvision_resnet,
@@ -63,17 +63,22 @@ _OFFSET = re.compile(r"conv_offset(?:_mask)?\.(weight|bias)$")
 
 
 def read_weights_file(path: str) -> Any:
-    """The raw content of a weight file: a .pkl is unpickled (latin1, as Caffe2 wrote them), anything else goes
-    through torch.load on CPU. Unreadable files raise a CheckpointError naming the file."""
+    """The raw content of a weight file, read without running code from it (see safe_load.py): a .pkl through the
+    restricted unpickler (latin1, as Caffe2 wrote them), anything else through torch.load(weights_only=True) on CPU.
+    Unreadable files raise a CheckpointError naming the file; unsafe ones an UnsafeCheckpointError."""
     if path.endswith(".pkl"):
         with PathManager.open(path, "rb") as f:
             try:
-                return pickle.load(f, encoding="latin1")
+                return load_pickle_file(f, path)
+            except UnsafeCheckpointError:
+                raise
             except Exception as e:
                 raise CheckpointError(f"Cannot read weight pickle '{path}': {e}") from e
-    with PathManager.open(path, "rb") as f:
+    with PathManager.open(path, "rb"):  # opened first so a missing/unreadable file fails here with its own error
         try:
-            return torch.load(f, map_location=torch.device("cpu"), weights_only=False)
+            return load_torch_file(PathManager.get_local_path(path))
+        except UnsafeCheckpointError:
+            raise
         except Exception as e:  # torch's own messages ("invalid load key", "central directory") say little
             raise CheckpointError(
                 f"Cannot read checkpoint '{path}' (the file is truncated or not a PyTorch checkpoint): {e}"

@@ -23,12 +23,44 @@ logger = logging.getLogger(__name__)
 class CfgNode(_FvCfgNode):
     """fvcore's CfgNode whose merge errors say which key and which file are wrong."""
 
-    def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = True) -> None:
-        """Merge a YAML file (following `_BASE_` chains) into this config."""
+    # The files whose `_BASE_` chain is being read, outermost first (to name a cycle).
+    _loading: List[str] = []
+
+    @classmethod
+    def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False) -> Dict[str, Any]:
+        """Read a YAML config and its `_BASE_` files with the safe loader: a Python tag or a cycle is a ConfigError.
+
+        `allow_unsafe` is accepted for fvcore's signature and ignored: a config file never runs code.
+        """
+        key = os.path.realpath(filename) if isinstance(filename, str) else str(filename)
+        if key in cls._loading:
+            chain = cls._loading[cls._loading.index(key):] + [key]
+            raise ConfigError("_BASE_ cycle: " + " -> ".join(f"'{f}'" for f in chain)
+                              + "; a config cannot inherit from itself")
+        cls._loading.append(key)
+        try:
+            return super().load_yaml_with_base(filename, allow_unsafe=False)
+        except yaml.constructor.ConstructorError as e:
+            mark = e.problem_mark
+            where = f"line {mark.line + 1}" if mark is not None else "somewhere"
+            if len(cls._loading) > 1:
+                where += f" (a _BASE_ of '{cls._loading[0]}')"
+            tag = str(e.problem).split("tag", 1)[-1].strip(" '") if e.problem else "?"
+            raise ConfigError(
+                f"Config file '{filename}' {where}: the Python tag '{tag}' is refused (a YAML tag that builds Python "
+                "objects could run code); write the value as plain YAML"
+            ) from None
+        finally:
+            cls._loading.pop()
+
+    def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
+        """Merge a YAML file (following `_BASE_` chains) into this config; Python tags are refused, never run."""
         if not g_pathmgr.exists(cfg_filename):
             raise ConfigError(f"Config file '{cfg_filename}' does not exist.")
         try:
-            loaded = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
+            loaded = self.load_yaml_with_base(cfg_filename)
+        except ConfigError:
+            raise
         except Exception as e:  # yaml syntax errors, missing _BASE_ files
             # yaml's messages span several lines; one line keeps the error the last thing printed.
             raise ConfigError(f"Cannot read config file '{cfg_filename}': {' '.join(str(e).split())}") from e

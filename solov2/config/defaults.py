@@ -17,6 +17,9 @@ _C.MODEL.DEVICE = ""
 _C.MODEL.META_ARCHITECTURE = "SOLOv2"
 # A local path, or detectron2:// / https:// URLs (these need network access).
 _C.MODEL.WEIGHTS = ""
+# False: weights that leave model parameters unloaded in --eval-only, or whose parameters are mostly not in the model
+# (another depth or head), are refused; True: load what fits and only log the rest.
+_C.MODEL.WEIGHTS_PARTIAL_OK = False
 # Caffe2 MSRA ImageNet statistics in BGR 0-255; PIXEL_STD 1 because the MSRA weights expect it.
 _C.MODEL.PIXEL_MEAN = [103.530, 116.280, 123.675]
 _C.MODEL.PIXEL_STD = [1.0, 1.0, 1.0]
@@ -131,6 +134,9 @@ _C.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST = 1000
 # COCO-format datasets registered from the config, no Python needed:
 # each entry is (name, json_file, image_root), e.g. (("my_train", "ann/train.json", "images/"),)
 _C.DATASETS.COCO_INSTANCES = ()
+# False: an image file_name in a dataset json that leads outside its image_root ("../", an absolute path) is
+# refused naming the json and the entry; True: such paths are read (only for jsons you trust).
+_C.DATASETS.ALLOW_IMAGES_OUTSIDE_ROOT = False
 
 # ---------------------------------------------------------------------------- #
 # DataLoader
@@ -199,6 +205,9 @@ _C.TEST.PRECISE_BN.NUM_ITER = 200
 # Misc
 # ---------------------------------------------------------------------------- #
 _C.OUTPUT_DIR = "./output"
+# True: take over the OUTPUT_DIR lock of a run on another host (one that has ended, e.g. a requeued job's previous
+# attempt); a lock of a live run on this host is never taken over.
+_C.TAKE_OVER_OUTPUT_DIR_LOCK = False
 # < 0: a random seed, which is logged; >= 0: fully seeded.
 _C.SEED = -1
 _C.CUDNN_BENCHMARK = False

@@ -14,7 +14,7 @@ from ..utils import comm
 from ..utils.errors import ConfigError, DatasetFormatError, ImageReadError
 from .catalog import DatasetCatalog, MetadataCatalog
 from .dataset_mapper import DatasetMapper
-from .datasets.coco import register_coco_instances
+from .datasets.coco import allow_images_outside_root, register_coco_instances
 from .detection_utils import filter_empty_annotations
 from .samplers import InferenceSampler, TrainingSampler
 
@@ -196,6 +196,7 @@ def build_detection_test_loader(cfg, dataset_name: str, mapper: Optional[Callabl
 def register_datasets_from_cfg(cfg) -> List[str]:
     """Register every (name, json_file, image_root) of DATASETS.COCO_INSTANCES; idempotent. Returns the names."""
     names = []
+    allow_images_outside_root(cfg.DATASETS.get("ALLOW_IMAGES_OUTSIDE_ROOT", False))
     for entry in cfg.DATASETS.COCO_INSTANCES:
         if len(entry) != 3:
             raise ConfigError(

@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import Checkpointer
+from ..checkpoint.weight_checks import weights_check_mode
 from ..config import CfgNode, check_unsupported_keys
 from ..data import (
     MetadataCatalog,
@@ -151,7 +152,8 @@ def default_setup(cfg: CfgNode, args: Optional[argparse.Namespace]) -> None:
         if comm.is_main_process() and output_dir:
             PathManager.mkdirs(output_dir)
             # Before the log file is opened: a refused run must not write into the other run's log.txt.
-            lock_note = lock_output_dir(output_dir)
+            take_over = "TAKE_OVER_OUTPUT_DIR_LOCK" in cfg and cfg.TAKE_OVER_OUTPUT_DIR_LOCK  # absent in d2 configs
+            lock_note = lock_output_dir(output_dir, take_over_remote=bool(take_over))
         setup_logger(output_dir, distributed_rank=rank, name="fvcore")
         log = setup_logger(output_dir, distributed_rank=rank)
     except OSError as e:
@@ -238,6 +240,7 @@ class DefaultTrainer(TrainerBase):
             optimizer=optimizer,
             scheduler=self.scheduler,
             trainer=weakref.proxy(self),
+            weights_check=weights_check_mode(cfg, eval_only=False),
         )
         self.start_iter = 0
         self.max_iter = int(cfg.SOLVER.MAX_ITER)

@@ -176,8 +176,9 @@ class EvalHook(HookBase):
             self._do_eval()
 
     def after_train(self) -> None:
-        """Evaluate the final model, unless training stopped early on an error."""
-        if self._eval_after_train and self.trainer.iter + 1 >= self.trainer.max_iter:
+        """Evaluate the final model, unless training stopped early (an error or an interrupt, even in the last
+        iteration: trainer.iter reaches max_iter only when every iteration, and its checkpoint, completed)."""
+        if self._eval_after_train and self.trainer.iter >= self.trainer.max_iter:
             self._do_eval()
         # Drop the closure: it holds the data loaders and the model.
         del self._func

@@ -16,6 +16,7 @@ import torch.multiprocessing as mp
 from ..utils import comm
 from ..utils.cli import collect_child_user_errors, run_in_child
 from ..utils.errors import ConfigError, UserError
+from ..utils.run_state import install_signal_handlers
 
 __all__ = ["DEFAULT_TIMEOUT", "launch", "find_free_port"]
 
@@ -123,6 +124,7 @@ def _distributed_worker(
     timeout: timedelta,
 ) -> None:
     """Body of each spawned process: join the process group, then run main_func (UserErrors go to the parent)."""
+    install_signal_handlers()  # SIGTERM unwinds (atexit releases rank 0's OUTPUT_DIR lock) instead of killing
     has_gpu = torch.cuda.is_available()
     global_rank = machine_rank * num_gpus_per_machine + local_rank
     backend = "nccl" if has_gpu else "gloo"

@@ -15,6 +15,7 @@ from ..utils import comm
 from ..utils.cli import log_exception_to_files
 from ..utils.errors import NonFiniteLossError
 from ..utils.events import EventStorage, get_event_storage
+from ..utils.run_state import activity
 
 __all__ = ["HookBase", "TrainerBase", "SimpleTrainer", "AMPTrainer"]
 
@@ -69,7 +70,8 @@ class TrainerBase:
         logger.info("Starting training from iteration %d", start_iter)
         self.iter = self.start_iter = start_iter
         self.max_iter = max_iter
-        with EventStorage(start_iter) as self.storage:
+        describe = lambda: f"training at iteration {self.iter} of {max_iter}"  # noqa: E731
+        with EventStorage(start_iter) as self.storage, activity(describe):
             try:
                 self.before_train()
                 for self.iter in range(start_iter, max_iter):

@@ -13,7 +13,7 @@ import pycocotools.mask as mask_util
 from ..utils.errors import DatasetFormatError
 from ..utils.file_io import PathManager, atomic_write
 
-__all__ = ["convert_to_coco_dict", "convert_to_coco_json", "contiguous_to_dataset_id_map"]
+__all__ = ["convert_to_coco_dict", "convert_to_coco_json", "contiguous_to_dataset_id_map", "name_categories"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,28 @@ def contiguous_to_dataset_id_map(metadata: Any) -> Optional[Dict[int, int]]:
             f"dataset ids to one class: {dict(mapping)}"
         )
     return reverse
+
+
+def name_categories(results: List[Dict[str, Any]], metadata: Any) -> int:
+    """Give COCO results (contiguous category_id) their class names and dataset category ids, in place.
+
+    A class index the metadata has no name for (a model with more classes than the dataset) gets category_name
+    None and "unknown_category": true, so it cannot pass for a real category; returns how many there were.
+    """
+    id_map = contiguous_to_dataset_id_map(metadata) if metadata is not None else None
+    names = getattr(metadata, "thing_classes", None) if metadata is not None else None
+    unknown = 0
+    for r in results:
+        k = r["category_id"]
+        if names is not None and 0 <= k < len(names) and (not id_map or k in id_map):
+            r["category_name"] = names[k]
+            if id_map:
+                r["category_id"] = id_map[k]
+        else:
+            r["category_name"] = None
+            r["unknown_category"] = True
+            unknown += 1
+    return unknown
 
 
 def _segmentation_to_rle(segm: Any, height: int, width: int) -> Dict[str, Any]:

@@ -25,6 +25,7 @@ from ..utils import comm
 from ..utils.errors import ConfigError, InputFileNotFoundError
 from ..utils.file_io import PathManager
 from ..utils.logger import create_multi_column_table, create_small_table
+from ..utils.run_state import output_write_error
 from .coco_conversion import contiguous_to_dataset_id_map, convert_to_coco_json
 from .confusion import CONFUSION_FILE, DEFAULT_IOU_THR, DEFAULT_SCORE_THR, confusion_matrix, save_confusion
 from .evaluator import DatasetEvaluator
@@ -193,8 +194,12 @@ class COCOEvaluator(DatasetEvaluator):
             PathManager.mkdirs(self._output_dir)
             file_path = os.path.join(self._output_dir, RESULTS_FILE)
             logger.info("Saving results to %s", file_path)
-            with PathManager.open(file_path, "w") as f:
-                json.dump(coco_results, f)
+            try:
+                with PathManager.open(file_path, "w") as f:
+                    json.dump(coco_results, f)
+            except OSError as e:
+                error = output_write_error("the results file", file_path, e)
+                raise error or e from e
 
         gt_json = self._ground_truth_json()
         with contextlib.redirect_stdout(io.StringIO()):
@@ -208,6 +213,8 @@ class COCOEvaluator(DatasetEvaluator):
                 f"saved to {os.path.join(self._output_dir, RESULTS_FILE)}" if self._output_dir else "not saved (no output_dir)",
             )
             return {}
+        if self._json_file:
+            _keep_loaded_annotations(coco_gt, self._dataset_name, gt_json)
         _renumber_zero_annotation_ids(coco_gt, gt_json)
         self._img_ids = None
         missing = set(coco_gt.getImgIds()) - set(image_ids)
@@ -319,6 +326,33 @@ class COCOEvaluator(DatasetEvaluator):
             logger.info(
                 "Per-category %s AP:\n%s", task, create_multi_column_table(per_class, ["category", "AP"], columns=3)
             )
+
+
+def _keep_loaded_annotations(coco_gt: COCO, dataset_name: str, gt_json: str) -> None:
+    """Score exactly the annotations the dataset loader gives training: drop those it drops as degenerate.
+
+    The loader (load_coco_json) also refuses what it cannot use (e.g. an RLE of another size than its image), so
+    scoring against the json it read cannot count an annotation that training never saw.
+    """
+    from ..data import DatasetCatalog
+
+    if dataset_name not in DatasetCatalog:  # scored from metadata.json_file alone: no loader to agree with
+        return
+    kept = {a.get("id") for d in DatasetCatalog.get(dataset_name) for a in d.get("annotations", [])}
+    if None in kept:  # a loader that gives no annotation ids: nothing to match on
+        return
+    anns = coco_gt.dataset.get("annotations", [])
+    dropped = [a.get("id") for a in anns if a.get("id") not in kept]
+    if not dropped:
+        return
+    logger.warning(
+        "[COCOEvaluator] %d annotation(s) of '%s' are not scored because the dataset loader drops them (degenerate: "
+        "< 3 polygon points, zero area or an empty box), so training never sees them either; ids %s",
+        len(dropped), gt_json, dropped[:10],
+    )
+    coco_gt.dataset["annotations"] = [a for a in anns if a.get("id") in kept]
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt.createIndex()
 
 
 def _renumber_zero_annotation_ids(coco_gt: COCO, gt_json: str) -> None:

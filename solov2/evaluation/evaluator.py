@@ -15,6 +15,7 @@ from torch import nn
 
 from ..utils import comm
 from ..utils.logger import log_every_n_seconds
+from ..utils.run_state import activity
 
 __all__ = ["DatasetEvaluator", "DatasetEvaluators", "evaluator_output_folder", "inference_on_dataset",
            "inference_context"]
@@ -120,6 +121,7 @@ def inference_on_dataset(
         if isinstance(model, nn.Module):
             stack.enter_context(inference_context(model))
         stack.enter_context(torch.no_grad())
+        stack.enter_context(activity(lambda: f"evaluation at image {idx + 2} of {total or '?'}"))
 
         data_start = time.perf_counter()
         for idx, inputs in enumerate(data_loader):

@@ -22,6 +22,7 @@ from ..modeling.solov2 import flatten_image_preds, postprocess_image
 from ..structures.image_list import divisible_size
 from ..utils.errors import ConfigError, OutputPathError, UserError
 from ..utils.file_io import atomic_write
+from ..utils.paths import check_writable_output
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +185,7 @@ def export_from_config(cfg: Any, path: str) -> str:
     from ..checkpoint import Checkpointer
     from ..modeling import build_model
 
+    check_writable_output(path)  # before minutes of building and tracing
     cfg = cfg.clone()
     cfg.defrost()
     cfg.MODEL.DEVICE = "cpu"

@@ -22,6 +22,8 @@ from typing import Any, Callable, Iterator, List, Optional
 from .errors import UserError, user_error_message
 from .file_io import atomic_write
 from .logger import log_to_files
+from .run_lock import release_all_output_dirs
+from .run_state import Interrupted, install_signal_handlers, interrupt_message
 
 __all__ = [
     "DEBUG_ENV",
@@ -40,6 +42,9 @@ DEBUG_ENV = "SOLOV2_DEBUG"
 # The folder where processes started by a tool leave the messages of their UserErrors for it.
 CHILD_ERRORS_ENV = "SOLOV2_CHILD_ERRORS_DIR"
 EXIT_USER_ERROR = 1
+# The shell's statuses for a process ended by SIGINT / SIGTERM (128 + signal number).
+EXIT_INTERRUPTED = 130
+EXIT_SIGTERM = 143
 # Set on an exception once its traceback is in the log files, so that it is not written there twice.
 _LOGGED_ATTR = "_solov2_logged_to_files"
 
@@ -78,8 +83,11 @@ def log_exception_to_files(e: BaseException, context: str = "") -> None:
     """Write `e`'s traceback to the log files (never the console), once per exception."""
     if getattr(e, _LOGGED_ATTR, False):
         return
-    written = log_to_files(logging.ERROR, context or f"{type(e).__name__}: {user_error_message(e)}",
-                           exc_info=(type(e), e, e.__traceback__))
+    try:
+        written = log_to_files(logging.ERROR, context or f"{type(e).__name__}: {user_error_message(e)}",
+                               exc_info=(type(e), e, e.__traceback__))
+    except UserError:  # the log file itself cannot be written (a full disk): `e` is still what the user must see
+        written = False
     if written:
         try:
             setattr(e, _LOGGED_ATTR, True)
@@ -157,9 +165,16 @@ def run_tool(main: Callable[..., Optional[int]], *args: Any, **kwargs: Any) -> i
     So does a failure of processes it started when they failed on UserErrors (each distinct message once). Any
     other exception is written to the log files and re-raised, so Python prints its traceback (once).
     """
+    install_signal_handlers()
     with collect_child_user_errors() as child_errors:
         try:
             code = main(*args, **kwargs)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (run_state.Interrupted): no traceback, lock released
+            message = interrupt_message(e, release_all_output_dirs())
+            with contextlib.suppress(UserError):  # a log file on a full disk: the console line still comes
+                log_to_files(logging.WARNING, message)
+            _print_error(message)
+            return EXIT_SIGTERM if isinstance(e, Interrupted) else EXIT_INTERRUPTED
         except UserError as e:
             report_user_error(e)
             return EXIT_USER_ERROR

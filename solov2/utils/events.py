@@ -17,6 +17,7 @@ import torch
 from fvcore.common.history_buffer import HistoryBuffer
 
 from .file_io import PathManager
+from .run_state import os_error_reason, output_write_error
 
 _CURRENT_STORAGE_STACK: List["EventStorage"] = []
 
@@ -151,12 +152,26 @@ class JSONWriter(EventWriter):
     """Appends one JSON object per iteration (all scalars recorded at it) to a file, e.g. metrics.json."""
 
     def __init__(self, json_file: str, window_size: int = 20) -> None:
+        self._path = json_file
+        self._failed = False  # after a failed write (disk full) the file is left alone
         self._file_handle = PathManager.open(json_file, "a")
         self._window_size = window_size
         self._last_write = -1
 
     def write(self) -> None:
-        """Write every iteration that gained scalars since the previous call."""
+        """Write every iteration that gained scalars since the previous call; a full disk is an OutputPathError."""
+        if self._failed:
+            return
+        try:
+            self._write()
+        except OSError as e:
+            error = output_write_error("the metrics file", self._path, e)
+            if error is None:
+                raise
+            self._failed = True
+            raise error from e
+
+    def _write(self) -> None:
         storage = get_event_storage()
         by_iter: Dict[int, Dict[str, float]] = defaultdict(dict)
         for k, (v, itr) in storage.latest_with_smoothing_hint(self._window_size).items():
@@ -176,7 +191,30 @@ class JSONWriter(EventWriter):
 
     def close(self) -> None:
         """Close metrics.json."""
-        self._file_handle.close()
+        try:
+            self._file_handle.close()
+        except OSError:
+            if not self._failed:
+                raise
+
+
+def _quiet_event_writer_threads() -> None:
+    """Keep the event-file writer thread from printing a traceback for a failed write (a full disk): the main
+    thread gets the same error at its next flush and reports it as one line."""
+    import threading
+
+    previous = threading.excepthook
+    if getattr(previous, "_solov2_quiet", False):
+        return
+
+    def hook(args: Any) -> None:
+        if type(args.thread).__name__ == "_AsyncWriterThread" and args.exc_value is not None \
+                and os_error_reason(args.exc_value):
+            return
+        previous(args)
+
+    hook._solov2_quiet = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 class TensorboardXWriter(EventWriter):
@@ -186,11 +224,32 @@ class TensorboardXWriter(EventWriter):
         from torch.utils.tensorboard import SummaryWriter
 
         self._window_size = window_size
-        self._writer = SummaryWriter(log_dir, **kwargs)
         self._last_write = -1
+        self._failed = False  # after a failed write (disk full) the event file is left alone
+        _quiet_event_writer_threads()
+        try:
+            self._writer = SummaryWriter(log_dir, **kwargs)
+        except Exception as e:  # it writes the event file's header right away
+            error = output_write_error("the TensorBoard event file in", log_dir, e)
+            if error is None:
+                raise
+            raise error from e
 
     def write(self) -> None:
-        """Write scalars recorded since the previous call and the queued images."""
+        """Write scalars recorded since the previous call and the queued images; a full disk is an
+        OutputPathError."""
+        if self._failed:
+            return
+        try:
+            self._write()
+        except Exception as e:  # the event file is written by a thread whose OSError comes back wrapped or later
+            error = output_write_error("the TensorBoard event file", self._writer.get_logdir(), e)
+            if error is None:
+                raise
+            self._failed = True
+            raise error from e
+
+    def _write(self) -> None:
         storage = get_event_storage()
         new_last = self._last_write
         for k, (v, itr) in storage.latest_with_smoothing_hint(self._window_size).items():
@@ -205,7 +264,11 @@ class TensorboardXWriter(EventWriter):
 
     def close(self) -> None:
         """Flush and close the event file."""
-        self._writer.close()
+        try:
+            self._writer.close()
+        except Exception as e:
+            if not (self._failed or os_error_reason(e)):
+                raise
 
 
 def _memory_mb() -> Optional[Tuple[str, float]]:

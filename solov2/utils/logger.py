@@ -40,8 +40,35 @@ class _ColorfulFormatter(logging.Formatter):
         return prefix + " " + log
 
 
+# Log files a write to failed (disk full, ...): every handler on them stops writing, so one failure is reported once.
+_FAILED_LOG_FILES: set = set()
+
+
 class _LogFileHandler(logging.StreamHandler):
-    """A handler writing to a log file (OUTPUT_DIR/log.txt); told apart from console handlers by log_to_files."""
+    """A handler writing to a log file (OUTPUT_DIR/log.txt); told apart from console handlers by log_to_files.
+
+    A write that fails for the file system's reasons (a full disk) raises an OutputPathError naming the file and
+    what is intact, instead of logging's "--- Logging error ---" report on every later record.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write the record unless this file already failed."""
+        if getattr(self.stream, "name", None) in _FAILED_LOG_FILES:
+            return
+        super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A failed write of the file: stop writing it and raise one readable error (others: logging's report)."""
+        from .run_state import output_write_error  # here: run_state is not needed to set up logging
+
+        exc = sys.exc_info()[1]
+        path = getattr(self.stream, "name", "?")
+        error = output_write_error("the log file", str(path), exc) if exc is not None else None
+        if error is None:
+            super().handleError(record)
+            return
+        _FAILED_LOG_FILES.add(path)
+        raise error from exc
 
 
 def _log_file_path(output: str, distributed_rank: int) -> str:
@@ -104,8 +131,16 @@ def setup_logger(
 def _cached_log_stream(filename: str):  # noqa: ANN202 - an io stream
     # One open stream per file, shared by every logger that writes there, closed at exit.
     io = PathManager.open(filename, "a", buffering=1)
-    atexit.register(io.close)
+    atexit.register(_close_quietly, io)
     return io
+
+
+def _close_quietly(stream: Any) -> None:
+    """Close a log file at exit; a full disk was already reported when a write failed."""
+    try:
+        stream.close()
+    except OSError:
+        pass
 
 
 def _log_file_of(handler: logging.Handler) -> Optional[str]:

@@ -9,12 +9,12 @@ import os
 import socket
 import sys
 import time
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from .errors import OutputPathError
 from .file_io import pid_alive
 
-__all__ = ["LOCK_NAME", "lock_output_dir", "release_output_dir"]
+__all__ = ["LOCK_NAME", "lock_output_dir", "release_all_output_dirs", "release_output_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +42,13 @@ def _try_create(path: str, content: str) -> bool:
     return True
 
 
-def lock_output_dir(output_dir: str) -> Optional[str]:
+def lock_output_dir(output_dir: str, take_over_remote: bool = False) -> Optional[str]:
     """Claim `output_dir` for this process, or raise OutputPathError if a live run holds it.
 
     A lock left by a process that no longer exists (killed, crashed machine) is taken over; the returned message
-    says so (for the caller to log once its log file is set up), else None. Calling it again from the process
+    says so (for the caller to log once its log file is set up), else None. A lock held by a process on another
+    host cannot be checked from here: it is taken over only with `take_over_remote` (config key
+    TAKE_OVER_OUTPUT_DIR_LOCK), which the user sets after making sure that run has ended. Calling it again from the process
     that holds the lock does nothing.
     """
     path = os.path.join(output_dir, LOCK_NAME)
@@ -71,19 +73,23 @@ def lock_output_dir(output_dir: str) -> Optional[str]:
         if owner.get("host") == host and pid == os.getpid():
             _held[path] = content  # ours, from an earlier setup in this process
             return None
-        if owner.get("host", host) != host:
+        remote = owner.get("host", host) != host
+        if remote and not take_over_remote:
             raise OutputPathError(
                 f"OUTPUT_DIR '{output_dir}' is in use by a run on host {owner.get('host')} (pid {pid or '?'}, started "
-                f"{owner.get('started', '?')}). Use another OUTPUT_DIR; if that run has ended, delete '{path}'."
+                f"{owner.get('started', '?')}). Use another OUTPUT_DIR; if that run has ended (e.g. a requeued job), "
+                f"add TAKE_OVER_OUTPUT_DIR_LOCK True to take its lock over (or delete '{path}')."
             )
-        if pid and pid_alive(pid):
+        if not remote and pid and pid_alive(pid):
             raise OutputPathError(
                 f"OUTPUT_DIR '{output_dir}' is in use by another run (pid {pid}, started {owner.get('started', '?')}: "
                 f"{owner.get('command', '?')}). Two runs in one folder would mix their checkpoints, logs and "
                 f"config.yaml: pass another OUTPUT_DIR, or wait for that run to end."
             )
         note = (f"Taking over OUTPUT_DIR '{output_dir}' from a run that no longer exists (pid {pid or '?'}, started "
-                f"{owner.get('started', '?')})")
+                f"{owner.get('started', '?')})") if not remote else (
+                f"Taking over OUTPUT_DIR '{output_dir}' from the run on host {owner.get('host')} (pid {pid or '?'}, "
+                f"started {owner.get('started', '?')}), as TAKE_OVER_OUTPUT_DIR_LOCK asks")
         try:
             os.remove(path)
         except FileNotFoundError:
@@ -108,6 +114,13 @@ def release_output_dir(output_dir: str) -> None:
                 logger.warning(f"Could not remove the lock file '{path}': {e}")
 
 
-def _release_all() -> None:
+def _release_all() -> List[str]:
+    """Release every lock this process holds (at exit, or on an interrupt); returns their OUTPUT_DIRs."""
+    released = []
     for path in list(_held):
         release_output_dir(os.path.dirname(path))
+        released.append(os.path.dirname(path))
+    return released
+
+
+release_all_output_dirs = _release_all

@@ -40,6 +40,47 @@ def _valid_segmentation(segm: Any) -> bool:
     return False
 
 
+# DATASETS.ALLOW_IMAGES_OUTSIDE_ROOT (set from the config by register_datasets_from_cfg): whether an image
+# file_name may leave its image_root ("../..", an absolute path). Off, a json from elsewhere cannot make a run read
+# (and a visualisation or a result show) files outside the folder the user named.
+_images_outside_root_allowed = False
+
+
+def allow_images_outside_root(allowed: bool) -> None:
+    """Let (True) or refuse (False, the default) image file_names that leave their dataset's image_root."""
+    global _images_outside_root_allowed
+    _images_outside_root_allowed = bool(allowed)
+
+
+def _image_path(image_root: str, file_name: Any, json_file: str, img_id: Any) -> str:
+    """image_root/file_name; one that climbs out of image_root is refused naming the json and the entry."""
+    path = os.path.join(image_root, str(file_name))
+    if _images_outside_root_allowed or "://" in image_root:
+        return path
+    root = os.path.normpath(os.path.abspath(image_root))
+    inside = os.path.normpath(os.path.abspath(path))
+    if os.path.isabs(str(file_name)) or os.path.commonpath([root, inside]) != root:
+        raise DatasetFormatError(
+            f"'{json_file}': image {img_id} has file_name '{file_name}', which leads outside image_root "
+            f"'{image_root}'. Fix the file_name, or set DATASETS.ALLOW_IMAGES_OUTSIDE_ROOT True if this dataset is "
+            "meant to read images there"
+        )
+    return path
+
+
+def check_segmentation_size(segm: Any, height: int, width: int) -> Optional[str]:
+    """Why a segmentation cannot be an image's mask (an RLE of another size), or None; training and evaluation
+    both load annotations through load_coco_json, so both apply this one rule."""
+    if isinstance(segm, dict) and isinstance(segm.get("size"), (list, tuple)) and len(segm["size"]) == 2:
+        try:
+            size = [int(x) for x in segm["size"]]
+        except (TypeError, ValueError):
+            return f"its RLE size {segm['size']!r} is not two numbers"
+        if size != [int(height), int(width)]:
+            return f"its RLE size {size} (height, width) differs from its image's {[int(height), int(width)]}"
+    return None
+
+
 def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] = None) -> List[Dict[str, Any]]:
     """Load a COCO instances json into Detectron2-style dataset dicts with contiguous category ids.
 
@@ -108,6 +149,12 @@ def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] 
                 bbox = [float(x) for x in bbox]
         except (TypeError, ValueError) as e:
             raise DatasetFormatError(f"'{json_file}': annotation {aid} has a non-numeric area or bbox: {e}") from e
+        image = images[a["image_id"]]
+        wrong_size = check_segmentation_size(segm, image["height"], image["width"])
+        if wrong_size:
+            raise DatasetFormatError(
+                f"'{json_file}': annotation {aid} (image {a['image_id']}, '{image['file_name']}'): {wrong_size}"
+            )
         degenerate = segm is None or not _valid_segmentation(segm) or area <= 0
         if bbox is not None and len(bbox) == 4 and (bbox[2] <= 0 or bbox[3] <= 0):
             degenerate = True
@@ -134,7 +181,7 @@ def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] 
     dataset = []
     missing = []
     for img_id, img in images.items():
-        file_name = os.path.join(image_root, img["file_name"])
+        file_name = _image_path(image_root, img["file_name"], json_file, img_id)
         if not PathManager.exists(file_name):
             missing.append(file_name)
             continue
