@@ -31,7 +31,7 @@ from solov2.d2 import add_solov2_config, apply_solov2_data_keys, register_solov2
 from solov2.data import check_num_classes
 from solov2.engine.defaults import add_register_coco_argument, apply_register_coco
 from solov2.solver import build_optimizer
-from solov2.utils.cli import ReportUserErrors, add_debug_argument, run_tool
+from solov2.utils.error_reporting import ReportUserErrors, add_debug_argument, run_tool
 from solov2.utils.errors import ResultsMismatchError
 
 logger = logging.getLogger("solov2.d2_train_net")
@@ -101,7 +101,7 @@ def invoke_main() -> None:
     """Parse the command line and launch main on every process."""
     args = argument_parser().parse_args()
     print("Command Line Args:", args)
-    # Each process hands a UserError to this one, which prints it once as an ERROR line (see solov2.utils.cli).
+    # Each process hands a UserError to this one, which prints it once as an ERROR line (see solov2.utils.error_reporting).
     launch(
         ReportUserErrors(main),
         args.num_gpus,

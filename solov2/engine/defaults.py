@@ -28,7 +28,7 @@ from ..evaluation import COCOEvaluator, DatasetEvaluator, inference_on_dataset, 
 from ..modeling import build_model
 from ..solver import build_lr_scheduler, build_optimizer, scale_for_world_size
 from ..utils import comm
-from ..utils.cli import add_debug_argument
+from ..utils.error_reporting import add_debug_argument
 from ..utils.cpu_runtime import tune_malloc
 from ..utils.env import collect_env_info, seed_all_rng
 from ..utils.errors import ConfigError, OutputPathError, ResultsMismatchError

@@ -29,7 +29,7 @@ from solov2.data import (
     register_datasets_from_cfg,
 )
 from solov2.data.detection_utils import SKIP_CORRUPT_HINT
-from solov2.utils.cli import add_debug_argument, run_tool
+from solov2.utils.error_reporting import add_debug_argument, run_tool
 from solov2.utils.errors import ConfigError, ImageReadError, OutputPathError
 from solov2.utils.logger import setup_logger
 from solov2.utils.paths import overwritten_input

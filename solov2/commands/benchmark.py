@@ -32,7 +32,7 @@ from solov2.layers import matrix_nms, set_norm_folding
 from solov2.modeling import build_model
 from solov2.solver import build_optimizer
 from solov2.structures import BitMasks, Instances
-from solov2.utils.cli import add_debug_argument, run_tool
+from solov2.utils.error_reporting import add_debug_argument, run_tool
 from solov2.utils.errors import ConfigError, OutputPathError
 from solov2.utils.cpu_runtime import tune_malloc
 

@@ -25,7 +25,7 @@ from solov2.engine import DefaultTrainer, default_argument_parser, default_setup
 from solov2.engine.defaults import add_register_coco_argument, apply_register_coco  # noqa: E402
 from solov2.evaluation import verify_results  # noqa: E402
 from solov2.utils import comm  # noqa: E402
-from solov2.utils.cli import run_tool  # noqa: E402
+from solov2.utils.error_reporting import run_tool  # noqa: E402
 from solov2.utils.errors import ResultsMismatchError  # noqa: E402
 
 logger = logging.getLogger("solov2.train_net")

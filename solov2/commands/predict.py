@@ -30,7 +30,7 @@ from solov2.engine.predictor import DefaultPredictor
 from solov2.export import ONNXPredictor
 from solov2.evaluation.coco_evaluation import instances_to_coco_json
 from solov2.evaluation.coco_conversion import contiguous_to_dataset_id_map
-from solov2.utils.cli import add_debug_argument, run_tool
+from solov2.utils.error_reporting import add_debug_argument, run_tool
 from solov2.utils.cpu_runtime import tune_malloc
 from solov2.utils.errors import ConfigError, ImageReadError, InputFileNotFoundError, OutputPathError
 from solov2.utils.logger import setup_logger

@@ -20,7 +20,7 @@ from typing import List, Optional
 
 from solov2.config import get_cfg
 from solov2.export import export_from_config
-from solov2.utils.cli import add_debug_argument, run_tool
+from solov2.utils.error_reporting import add_debug_argument, run_tool
 from solov2.utils.logger import setup_logger
 
 logger = logging.getLogger("solov2.export_onnx")
