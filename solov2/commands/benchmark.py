@@ -1,9 +1,9 @@
-#!/usr/bin/env python
-"""Benchmark a SOLOv2 config: inference latency / throughput, training iteration time, peak memory, Matrix NMS.
+"""`solov2 benchmark`: inference latency / throughput, training iteration time, peak memory, Matrix NMS of a config
+(what tools/benchmark.py runs).
 
-  python tools/benchmark.py --config-file configs/SOLOv2/R50_3x.yaml --input-size 800x1216 --batch-sizes 1 2 \
+  solov2 benchmark --config-file SOLOv2/R50_3x.yaml --input-size 800x1216 --batch-sizes 1 2 \
       --train --nms-masks 500 --output bench.json
-  python tools/benchmark.py --config-file configs/SOLOv2/R50_3x.yaml --batch-sizes 1 --backend onnxruntime
+  solov2 benchmark --config-file SOLOv2/R50_3x.yaml --batch-sizes 1 --backend onnxruntime
 
 Inference is timed for the whole pipeline from a uint8 image at the input size to masks at that size: normalisation,
 network, post-processing. --backend onnxruntime exports the same model (tools/export_onnx.py's graph) and times
@@ -18,7 +18,6 @@ import os
 import platform
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from contextlib import nullcontext
@@ -27,14 +26,25 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 
-from solov2.config import get_cfg
-from solov2.layers import matrix_nms, set_norm_folding
-from solov2.modeling import build_model
-from solov2.solver import build_optimizer
-from solov2.structures import BitMasks, Instances
-from solov2.utils.error_reporting import add_debug_argument, run_tool
-from solov2.utils.errors import ConfigError, OutputPathError
-from solov2.utils.cpu_runtime import tune_malloc
+from ..config import get_cfg
+from ..engine.arguments import (
+    add_config_arguments,
+    add_debug_argument,
+    add_opts_arguments,
+    add_version_argument,
+    config_file_of,
+    config_overrides,
+)
+from ..layers import matrix_nms, set_norm_folding
+from ..modeling import build_model
+from ..solver import build_optimizer
+from ..structures import BitMasks, Instances
+from ..utils.cpu_runtime import malloc_tuned
+from ..utils.error_reporting import run_tool
+from ..utils.errors import ConfigError, OutputPathError
+from .startup import start_command
+
+__all__ = ["build_parser", "format_table", "main", "run"]
 
 
 def _sync(device: torch.device) -> None:
@@ -94,7 +104,6 @@ def _time_training(cfg: Any, model: torch.nn.Module, args: argparse.Namespace, h
     --train-data dataset loads DATASETS.TRAIN through the training loader as train_net does (reading, decoding,
     augmenting, building Instances); synthetic reuses one random batch of --input-size, so there is no data time.
     """
-    malloc_tuned = tune_malloc()  # applied once per process (run() did it already)
     model.train()
     bs = args.train_batch_size
     if args.train_data == "dataset":
@@ -134,7 +143,7 @@ def _time_training(cfg: Any, model: torch.nn.Module, args: argparse.Namespace, h
     data_med = statistics.median(data_times) if measured_data else None
     step_med = statistics.median(step_times)
     sizes = [tuple(x["image"].shape[-2:]) for x in batch]
-    return {"batch_size": bs, "data": args.train_data, "malloc_tuned": malloc_tuned,
+    return {"batch_size": bs, "data": args.train_data, "malloc_tuned": malloc_tuned(),
             "last_batch_sizes_hw": [list(s) for s in sizes],
             "data_time_median_s": data_med, "step_time_median_s": step_med,
             "iter_time_median_s": step_med + (data_med or 0.0)}
@@ -143,14 +152,12 @@ def _time_training(cfg: Any, model: torch.nn.Module, args: argparse.Namespace, h
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the requested measurements and return them as a dict."""
     cfg = get_cfg()
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    config_file = config_file_of(args)
+    if config_file:
+        cfg.merge_from_file(config_file)
+    cfg.merge_from_list(config_overrides(args))
     cfg.MODEL.DEVICE = args.device
     h, w = _parse_size(args.input_size)
-    # As the tools run (train_net's default_setup, demo): glibc keeps freed memory mapped. SOLOV2_MALLOC_TUNING=0
-    # measures without it.
-    malloc_tuned = tune_malloc()
     torch.manual_seed(0)
     # Timing does not depend on the weights' values, so nothing is loaded.
     model = build_model(cfg)
@@ -176,7 +183,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     set_norm_folding(model, not args.no_fold_bn)
     model.channels_last = not args.no_channels_last
     result.update(backend=args.backend, fold_bn=not args.no_fold_bn, channels_last=not args.no_channels_last,
-                  malloc_tuned=malloc_tuned)
+                  malloc_tuned=malloc_tuned())
     session = _onnx_session(model, cfg, args, result) if args.backend == "onnxruntime" else None
     for bs in args.batch_sizes:
         batch = [{"image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)} for _ in range(bs)]
@@ -291,18 +298,20 @@ def format_table(r: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def get_parser() -> argparse.ArgumentParser:
+def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     """Command line of the benchmark."""
-    p = argparse.ArgumentParser(description="Benchmark SOLOv2 speed and memory")
-    p.add_argument("--config-file", default="configs/SOLOv2/R50_3x.yaml")
-    p.add_argument("--input-size", default="800x1216", help="HxW of the (already resized) input")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2])
+    p = argparse.ArgumentParser(prog=prog, description="Benchmark SOLOv2 speed and memory (random weights: timing "
+                                "does not depend on their values; SOLOV2_MALLOC_TUNING=0 measures without the malloc "
+                                "tuning the commands apply)")
+    add_config_arguments(p, default="SOLOv2/R50_3x.yaml")
+    p.add_argument("--input-size", default="800x1216", help="HxW of the (already resized) input; default 800x1216")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2], help="inference batch sizes; default 1 2")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--amp", action="store_true", help="autocast (float16 on CUDA, bfloat16 on CPU)")
-    p.add_argument("--iters", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--iters", type=int, default=5, help="timed iterations per measurement (the median is reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed iterations before each measurement")
     p.add_argument("--train", action="store_true", help="also time a training iteration")
-    p.add_argument("--train-batch-size", type=int, default=2)
+    p.add_argument("--train-batch-size", type=int, default=2, help="images per timed training step")
     p.add_argument("--train-data", choices=["synthetic", "dataset"], default="synthetic",
                    help="synthetic: one random batch of --input-size, reused (step time only); dataset: batches of "
                         "DATASETS.TRAIN from the training loader, as train_net loads them (data time and step time)")
@@ -317,15 +326,15 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--candidates", choices=["full", "model"], default="full",
                    help="full: post-processing gets NMS_PRE candidates (worst case, like a trained model on a busy "
                         "image); model: the random model's own scores (nearly no candidates, post-processing ~free)")
-    p.add_argument("--output", help="write the results as JSON here")
+    p.add_argument("--output", metavar="FILE", help="write the results as JSON here")
     add_debug_argument(p)
-    p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE config overrides")
+    add_version_argument(p)
+    add_opts_arguments(p)
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point."""
-    args = get_parser().parse_args(argv)
+def _run(args: argparse.Namespace) -> int:
+    start_command(args)
     result = run(args)
     print(format_table(result))
     if args.output:
@@ -337,5 +346,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(run_tool(main))
+def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
+    """Entry point; returns the exit status (one ERROR line for a user error)."""
+    return run_tool(_run, build_parser(prog).parse_args(argv))

@@ -1,21 +1,22 @@
-#!/usr/bin/env python
-"""SOLOv2 demo: run a model on images, folders, globs, a video or a webcam and draw the masks.
+"""`solov2 predict`: run a model on images, folders, globs, a video or a webcam and draw the masks (what
+demo/demo.py runs).
 
-  python demo/demo.py --config-file configs/SOLOv2/R50_3x.yaml --input img1.jpg photos/ "more/*.png" \
-      --output out/ --opts MODEL.WEIGHTS SOLOv2_R50_3x.pth
+    solov2 predict --weights output/quickstart_shapes_R18/model_final.pth --input photos/ --output out/
+    solov2 predict --config-file SOLOv2/R50_3x.yaml --weights SOLOv2_R50_3x.pth --input img1.jpg "more/*.png" \
+        --output out/ --json
+    solov2 predict --onnx solov2_r50.onnx --input photos/ --output out/
 
-Outputs keep their input's file name, so the demo refuses (before writing anything) an --output that would
-overwrite one of its inputs, e.g. `--input photos/ --output photos/`.
+A checkpoint written by solov2 holds its config and class names, and so does an exported .onnx file: neither needs
+--config-file (given, it and the KEY VALUE overrides apply on top). Published checkpoints need it. Outputs keep their
+input's file name, so an --output that would overwrite one of the inputs (e.g. `--input photos/ --output photos/`)
+is refused before anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
-import json
 import logging
 import os
-import sys
 import time
 from typing import Any, List, Optional
 
@@ -23,116 +24,71 @@ import cv2
 import numpy as np
 import tqdm
 
-from solov2.config import get_cfg
-from solov2.data import MetadataCatalog, register_datasets_from_cfg
-from solov2.data.detection_utils import read_image
-from solov2.engine.predictor import DefaultPredictor
-from solov2.export import ONNXPredictor
-from solov2.evaluation.coco_evaluation import instances_to_coco_json
-from solov2.evaluation.coco_conversion import contiguous_to_dataset_id_map
-from solov2.utils.error_reporting import add_debug_argument, run_tool
-from solov2.utils.cpu_runtime import tune_malloc
-from solov2.utils.errors import ConfigError, ImageReadError, InputFileNotFoundError, OutputPathError
-from solov2.utils.logger import setup_logger
-from solov2.utils.paths import overwritten_input
-from solov2.utils.visualizer import Visualizer
+from ..data.detection_utils import read_image
+from ..engine.arguments import (
+    add_config_arguments,
+    add_debug_argument,
+    add_opts_arguments,
+    add_version_argument,
+    config_file_of,
+    config_overrides,
+)
+from ..predictor import IMAGE_EXTENSIONS, Predictor, expand_inputs
+from ..utils.errors import ConfigError, ImageReadError, InputFileNotFoundError, OutputPathError
+from ..utils.error_reporting import run_tool
+from ..utils.logger import setup_logger
+from ..utils.paths import overwritten_input
+from .startup import start_command
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+__all__ = ["build_parser", "expand_inputs", "main", "plan_outputs"]
+
 WINDOW_NAME = "SOLOv2"
 
 
-def setup_cfg(args: argparse.Namespace):
-    """Config from --config-file and --opts, with the score threshold set from --confidence-threshold."""
-    cfg = get_cfg()
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    # Maskness and Matrix NMS only lower a score, and a candidate's decay depends only on higher-scored ones, so
-    # dropping candidates below the drawing threshold before post-processing changes nothing that gets drawn.
-    cfg.MODEL.SOLOV2.SCORE_THR = args.confidence_threshold
-    cfg.freeze()
-    return cfg
-
-
-def get_parser() -> argparse.ArgumentParser:
-    """The demo's command line (Detectron2's demo flags plus --json)."""
+def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
+    """The predictor's command line (Detectron2's demo flags plus --weights, --onnx and --json)."""
     parser = argparse.ArgumentParser(
-        description="SOLOv2 demo",
+        prog=prog, description="Run SOLOv2 on images, a video or a webcam and draw its masks.",
         epilog="Outputs are named after their inputs; an --output that would overwrite an input (e.g. --input photos/ "
         "--output photos/, or --video-input d/clip.mp4 --output d/) is refused before anything is written.",
     )
-    parser.add_argument("--config-file", default="configs/quickstart/shapes_R18.yaml", metavar="FILE")
-    parser.add_argument("--webcam", action="store_true", help="Take input from the webcam.")
-    parser.add_argument("--video-input", help="Path to a video file.")
-    parser.add_argument("--input", nargs="+", help="Image files, folders or glob patterns.")
-    parser.add_argument("--output", help="A folder for the results, or a file name when there is a single input. "
-                        "It must not be (or contain the results under the names of) the inputs themselves.")
+    add_config_arguments(parser)
+    parser.add_argument("--weights", metavar="FILE",
+                        help="the checkpoint to run (MODEL.WEIGHTS); one written by solov2 needs no --config-file")
+    parser.add_argument("--onnx", metavar="FILE", help="run this exported graph (`solov2 export`) in ONNX Runtime "
+                        "instead of a PyTorch model; it holds its test size and class names, so no config is needed")
+    parser.add_argument("--webcam", action="store_true", help="take input from the webcam")
+    parser.add_argument("--video-input", metavar="FILE", help="a video file to run on")
+    parser.add_argument("--input", nargs="+", metavar="PATH", help="image files, folders or glob patterns")
+    parser.add_argument("--output", metavar="PATH",
+                        help="a folder for the results, or a file name when there is a single input; it must not be "
+                        "(or contain the results under the names of) the inputs themselves. Without it results are "
+                        "shown in a window")
     parser.add_argument("--confidence-threshold", type=float, default=0.5,
-                        help="Minimum score to draw (also sets MODEL.SOLOV2.SCORE_THR).")
-    parser.add_argument("--json", action="store_true", help="Also write the predictions as COCO-style JSON.")
-    parser.add_argument("--onnx", metavar="FILE", help="Run this exported graph (tools/export_onnx.py) in ONNX Runtime "
-                        "instead of building the PyTorch model; the config still gives the test size and class names.")
+                        help="minimum score of the instances drawn and saved (also sets MODEL.SOLOV2.SCORE_THR); "
+                        "default 0.5")
+    parser.add_argument("--json", action="store_true", help="also write each image's predictions as COCO-style JSON")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's MODEL.DEVICE where available)")
     add_debug_argument(parser)
-    parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="KEY VALUE config overrides.")
+    add_version_argument(parser)
+    add_opts_arguments(parser)
     return parser
 
 
-def expand_inputs(patterns: List[str]) -> List[str]:
-    """Expand folders (their images) and globs, each file once; plain names are kept even if missing (reported later)."""
-    files: List[str] = []
-    for p in patterns:
-        if os.path.isdir(p):
-            found = sorted(os.path.join(p, f) for f in os.listdir(p) if f.lower().endswith(IMAGE_EXTENSIONS))
-        elif any(ch in p for ch in "*?["):
-            found = sorted(glob.glob(os.path.expanduser(p), recursive=True))
-        else:
-            found = [p]
-        if not found:
-            logging.getLogger("solov2").warning(f"'{p}' matches no image files")
-        files.extend(found)
-    # A file named twice (a folder and a glob over it) would be processed twice into the same output.
-    return list(dict.fromkeys(files))
-
-
-def _metadata(cfg) -> Any:
-    """Metadata of the config's first dataset that knows its class names (labels and JSON category ids)."""
-    register_datasets_from_cfg(cfg)  # datasets named in DATASETS.COCO_INSTANCES give their class names too
-    for name in list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN):
-        meta = MetadataCatalog.get(name)
-        if meta.get("thing_classes"):
-            return meta
-    return None
-
-
-class Demo:
-    """Runs the predictor and draws its output."""
-
-    def __init__(self, cfg, confidence_threshold: float, onnx_path: Optional[str] = None) -> None:
-        self.predictor = ONNXPredictor(cfg, onnx_path) if onnx_path else DefaultPredictor(cfg)
-        self.metadata = _metadata(cfg)
-        self.threshold = confidence_threshold
-        self.input_format = cfg.INPUT.FORMAT
-
-    def run(self, image_bgr: np.ndarray):
-        """Predict on one BGR image; returns (kept instances, RGB visualisation)."""
-        predictions = self.predictor(image_bgr)
-        instances = predictions["instances"].to("cpu")
-        instances = instances[instances.scores >= self.threshold]
-        vis = Visualizer(image_bgr[:, :, ::-1], self.metadata).draw_instance_predictions(instances)
-        return instances, vis
-
-    def to_json(self, instances, file_name: str) -> List[dict]:
-        """COCO-style results for one image, with dataset category ids and names."""
-        results = instances_to_coco_json(instances, os.path.basename(file_name))
-        id_map = contiguous_to_dataset_id_map(self.metadata) if self.metadata is not None else None
-        names = getattr(self.metadata, "thing_classes", None) if self.metadata is not None else None
-        for r in results:
-            k = r["category_id"]
-            r["category_name"] = names[k] if names is not None and k < len(names) else f"class {k}"
-            if id_map:
-                r["category_id"] = id_map.get(k, k)
-            r["file_name"] = file_name
-        return results
+def build_predictor(args: argparse.Namespace) -> Predictor:
+    """The Predictor the command line asks for: an .onnx file, a self-describing checkpoint, or config + weights."""
+    opts = config_overrides(args)
+    config_file = config_file_of(args)
+    if args.onnx:
+        if args.weights or opts or config_file:
+            raise ConfigError("--onnx runs the exported file as it is: drop --weights, --config-file and overrides")
+        return Predictor(args.onnx, score_thresh=args.confidence_threshold)
+    if not args.weights and not config_file:
+        raise ConfigError("Nothing to predict with: pass --weights model_final.pth (a checkpoint solov2 wrote), "
+                          "--onnx model.onnx, or --config-file with --weights")
+    source = args.weights if not config_file else config_file
+    weights = None if not config_file else args.weights
+    return Predictor(source, weights, device=args.device, score_thresh=args.confidence_threshold, opts=opts)
 
 
 def _output_path(output: str, path: str, n_inputs: int, ext: Optional[str] = None) -> str:
@@ -187,12 +143,15 @@ def _make_folder(path: str) -> None:
         raise OutputPathError(f"Cannot create the output folder '{folder}': {e.strerror or e}") from e
 
 
-def run_images(demo: Demo, files: List[str], planned: Optional[List[List[str]]], args: argparse.Namespace,
-               logger: logging.Logger) -> int:
+def run_images(predictor: Predictor, files: List[str], planned: Optional[List[List[str]]],
+               args: argparse.Namespace, logger: logging.Logger) -> int:
     """Process image files, writing to the `planned` outputs (plan_outputs) or to a window; returns how many failed."""
     failures: List[str] = []
     planned = planned if planned is not None else [[] for _ in files]
-    for path, outs in zip(tqdm.tqdm(files, disable=len(files) < 2, desc="images"), planned):
+    bar = tqdm.tqdm(files, disable=len(files) < 2, desc="images")
+    # Per-image lines go through the progress bar (tqdm.write), which would otherwise be broken up by them.
+    say = bar.write if not bar.disable else logger.info
+    for path, outs in zip(bar, planned):
         try:
             img = read_image(path, format="BGR")
         except Exception as e:  # unreadable input: report by name, keep going
@@ -200,31 +159,26 @@ def run_images(demo: Demo, files: List[str], planned: Optional[List[List[str]]],
             failures.append(path)
             continue
         start = time.perf_counter()
-        instances, vis = demo.run(img)
-        logger.info(f"{path}: {len(instances)} instances in {time.perf_counter() - start:.2f}s")
+        result = predictor.predict(img, path)
+        say(f"{path}: {result!r} ({time.perf_counter() - start:.2f} s)")
         if args.output:
-            out = outs[0]
-            _make_folder(out)
-            if not cv2.imwrite(out, vis[:, :, ::-1]):
-                logger.error(f"Could not write '{out}' (is its folder writable, the disk full?)")
+            try:
+                result.save(outs[0])
+                if args.json:
+                    result.save(outs[1])
+            except OutputPathError as e:
+                logger.error(str(e))
                 failures.append(path)
                 continue
-            if args.json:
-                try:
-                    with open(outs[1], "w") as f:
-                        json.dump(demo.to_json(instances, path), f)
-                except OSError as e:
-                    logger.error(f"Could not write '{outs[1]}': {e.strerror or e}")
-                    failures.append(path)
-                    continue
         else:
             try:
-                cv2.imshow(WINDOW_NAME, vis[:, :, ::-1])
+                cv2.imshow(WINDOW_NAME, result.draw()[:, :, ::-1])
                 if cv2.waitKey(0) == 27:
                     break
             except cv2.error:
                 raise ConfigError("This OpenCV build has no GUI (opencv-python-headless): pass --output to save "
                                   "results.") from None
+    bar.close()
     if failures:
         logger.error(f"{len(failures)} of {len(files)} inputs failed: {', '.join(failures)}")
     return len(failures)
@@ -243,7 +197,7 @@ def plan_video_output(args: argparse.Namespace) -> Optional[str]:
     return out_path
 
 
-def run_video(demo: Demo, source: Any, out_path: Optional[str], logger: logging.Logger) -> int:
+def run_video(predictor: Predictor, source: Any, out_path: Optional[str], logger: logging.Logger) -> int:
     """Process a video file (to `out_path`, .mp4 at the source frame rate) or a webcam (0) to a window."""
     if out_path is not None:
         _make_folder(out_path)
@@ -261,8 +215,7 @@ def run_video(demo: Demo, source: Any, out_path: Optional[str], logger: logging.
             ok, frame = cap.read()
             if not ok:
                 break
-            _, vis = demo.run(frame)
-            vis_bgr = np.ascontiguousarray(vis[:, :, ::-1])
+            vis_bgr = np.ascontiguousarray(predictor.predict(frame).draw()[:, :, ::-1])
             if out_path is not None:
                 if writer is None:
                     h, w = vis_bgr.shape[:2]
@@ -289,15 +242,9 @@ def run_video(demo: Demo, source: Any, out_path: Optional[str], logger: logging.
     return 0
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point; returns the process exit code."""
-    args = get_parser().parse_args(argv)
+def _run(args: argparse.Namespace) -> int:
+    start_command(args)
     logger = setup_logger(name="solov2")
-    setup_logger(name="demo")
-    # Each image allocates the same large activations again: keeping freed memory mapped saves the page faults
-    # (R50_3x at 800 px: 7.5 -> 6.0 s per image on 2 cores). SOLOV2_MALLOC_TUNING=0 opts out.
-    tune_malloc()
-    logger.info(f"Arguments: {args}")
     if not (args.input or args.webcam or args.video_input):
         raise ConfigError("Nothing to do: pass --input, --video-input or --webcam")
     if args.json and not (args.input and args.output):
@@ -310,19 +257,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     # Refuse a bad --output before the model is built and before anything is written.
     planned = plan_outputs(files, args) if files and args.output else None
     video_out = plan_video_output(args)
-    cfg = setup_cfg(args)
-    if not cfg.MODEL.WEIGHTS and not args.onnx:
-        logger.warning("MODEL.WEIGHTS is empty: the model is RANDOMLY INITIALISED and its predictions mean nothing. "
-                       "Pass --opts MODEL.WEIGHTS path/to/model.pth")
-    demo = Demo(cfg, args.confidence_threshold, args.onnx)
+    predictor = build_predictor(args)
     if files:
-        failed = run_images(demo, files, planned, args, logger)
+        failed = run_images(predictor, files, planned, args, logger)
         print(f"Done: {len(files) - failed} succeeded, {failed} failed")
         return 1 if failed else 0
     if args.webcam:
-        return run_video(demo, 0, None, logger)
-    return run_video(demo, args.video_input, video_out, logger)
+        return run_video(predictor, 0, None, logger)
+    return run_video(predictor, args.video_input, video_out, logger)
 
 
-if __name__ == "__main__":
-    sys.exit(run_tool(main))
+def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
+    """Entry point; returns the exit status (one ERROR line for a user error)."""
+    return run_tool(_run, build_parser(prog).parse_args(argv))

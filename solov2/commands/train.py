@@ -1,88 +1,88 @@
-#!/usr/bin/env python
-"""Train or evaluate SOLOv2 with Detectron2's command line.
+"""`solov2 train`: train or evaluate SOLOv2 with Detectron2's command line (what tools/train_net.py runs).
 
-    python tools/train_net.py --config-file configs/SOLOv2/R50_3x.yaml --num-gpus 8 OUTPUT_DIR training_dir/SOLOv2_R50_3x
-    python tools/train_net.py --config-file configs/SOLOv2/R50_3x.yaml --eval-only MODEL.WEIGHTS model.pth
-    python tools/train_net.py --config-file cfg.yaml --register-coco my_train ann/train.json images/ \
+    solov2 train --config-file SOLOv2/R50_3x.yaml --num-gpus 8 OUTPUT_DIR training_dir/SOLOv2_R50_3x
+    solov2 train --config-file SOLOv2/R50_3x.yaml --eval-only --weights model.pth
+    solov2 train --config-file cfg.yaml --register-coco my_train ann/train.json images/ \
         DATASETS.TRAIN "('my_train',)" MODEL.SOLOV2.NUM_CLASSES 3
 """
 
 from __future__ import annotations
 
-import time
+import argparse
+import datetime
+import logging
+from typing import Any, Dict, List, Optional
 
-_PROCESS_START = time.perf_counter()  # first thing, so the total wall time logged at the end includes start-up
+from ..config import CfgNode, get_cfg
+from ..engine import DefaultTrainer, default_setup, launch
+from ..engine.arguments import (
+    add_register_coco_argument,
+    apply_register_coco,
+    config_file_of,
+    config_overrides,
+    default_argument_parser,
+)
+from ..engine.defaults import evaluate_weights
+from ..utils import comm
+from ..utils.error_reporting import run_tool
+from .startup import process_wall_time, start_command
 
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import logging  # noqa: E402
-import sys  # noqa: E402
-from typing import Any, Dict  # noqa: E402
+__all__ = ["build_parser", "main", "setup"]
 
-from solov2.checkpoint import Checkpointer  # noqa: E402
-from solov2.config import CfgNode, get_cfg  # noqa: E402
-from solov2.engine import DefaultTrainer, default_argument_parser, default_setup, launch  # noqa: E402
-from solov2.engine.defaults import add_register_coco_argument, apply_register_coco  # noqa: E402
-from solov2.evaluation import verify_results  # noqa: E402
-from solov2.utils import comm  # noqa: E402
-from solov2.utils.error_reporting import run_tool  # noqa: E402
-from solov2.utils.errors import ResultsMismatchError  # noqa: E402
-
+HELP = "train a model, or evaluate a checkpoint (--eval-only)"
 logger = logging.getLogger("solov2.train_net")
 
 
-def argument_parser() -> argparse.ArgumentParser:
-    """default_argument_parser plus --register-coco for COCO-format datasets without writing Python."""
-    return add_register_coco_argument(default_argument_parser())
+def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
+    """Detectron2's training command line plus --register-coco, --weights and --output."""
+    parser = default_argument_parser(prog=prog)
+    add_register_coco_argument(parser)
+    parser.add_argument("--weights", metavar="FILE",
+                        help="initial weights for training, or the checkpoint --eval-only evaluates (MODEL.WEIGHTS)")
+    parser.add_argument("--output", metavar="DIR", help="where checkpoints, logs and results go (OUTPUT_DIR)")
+    return parser
 
 
 def setup(args: argparse.Namespace) -> CfgNode:
-    """Config from --config-file, KEY VALUE overrides and --register-coco; then default_setup."""
+    """Config from --config-file, the overrides, --weights/--output and --register-coco; then default_setup."""
     cfg = get_cfg()
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts or [])
+    config_file = config_file_of(args)
+    if config_file:
+        cfg.merge_from_file(config_file)
+    cfg.merge_from_list(config_overrides(args))
+    if getattr(args, "weights", None):
+        cfg.MODEL.WEIGHTS = args.weights
+    if getattr(args, "output", None):
+        cfg.OUTPUT_DIR = args.output
     apply_register_coco(cfg, args)
     cfg.freeze()
     default_setup(cfg, args)
     return cfg
 
 
-def main(args: argparse.Namespace) -> Dict[str, Any]:
-    """Evaluate MODEL.WEIGHTS (--eval-only) or train, resuming from OUTPUT_DIR with --resume."""
+def run(args: argparse.Namespace) -> Dict[str, Any]:
+    """In every process: evaluate MODEL.WEIGHTS (--eval-only) or train, resuming from OUTPUT_DIR with --resume."""
     cfg = setup(args)
     if args.eval_only:
-        if not cfg.MODEL.WEIGHTS and not args.resume:
-            logger.warning("--eval-only without MODEL.WEIGHTS: evaluating a randomly initialised model!")
-        model = DefaultTrainer.build_model(cfg)
-        Checkpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        results = DefaultTrainer.test(cfg, model)
-        if comm.is_main_process() and not verify_results(cfg, results):
-            raise ResultsMismatchError("Evaluation results differ from TEST.EXPECTED_RESULTS (see the log)")
+        results = evaluate_weights(cfg, DefaultTrainer, resume=args.resume)
     else:
         trainer = DefaultTrainer(cfg)
         trainer.resume_or_load(resume=args.resume)
         results = trainer.train()
     if comm.is_main_process():
         # Since the process started: imports, dataset generation, training and the final evaluation.
-        elapsed = datetime.timedelta(seconds=round(time.perf_counter() - _PROCESS_START))
-        logger.info("Total wall time of this command: %s", elapsed)
+        logger.info("Total wall time of this command: %s", datetime.timedelta(seconds=round(process_wall_time())))
     return results
 
 
-def invoke_main() -> None:
-    """Parse the command line and launch main on every process."""
-    args = argument_parser().parse_args()
-    print("Command Line Args:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+def _launch(args: argparse.Namespace) -> int:
+    start_command(args)
+    launch(run, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+           dist_url=args.dist_url, args=(args,))
+    return 0
 
 
-if __name__ == "__main__":
-    sys.exit(run_tool(invoke_main))
+def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
+    """Parse the command line and run it on every process; returns the exit status (one ERROR line for a user error)."""
+    args = build_parser(prog).parse_args(argv)
+    return run_tool(_launch, args)

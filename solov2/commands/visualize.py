@@ -1,8 +1,7 @@
-#!/usr/bin/env python
-"""Draw a dataset's ground truth, raw (--source annotation) or after augmentation (--source dataloader), to PNGs.
+"""`solov2 visualize`: draw a dataset's ground truth, raw (--source annotation) or after augmentation
+(--source dataloader), to PNGs (what tools/visualize_data.py runs).
 
-  python tools/visualize_data.py --config-file configs/quickstart/shapes_R18.yaml --source annotation \
-      --output-dir vis/ --num 20
+  solov2 visualize --config-file quickstart/shapes_R18.yaml --source annotation --output vis/ --num 20
 
 With DATALOADER.SKIP_CORRUPT_IMAGES True unreadable images are skipped and counted; otherwise the first one stops
 the tool with an error naming it. A drawing never replaces a dataset image.
@@ -13,14 +12,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import sys
 from typing import List, Optional
 
 import cv2
 import numpy as np
 
-from solov2.config import check_unsupported_keys, get_cfg
-from solov2.data import (
+from ..config import check_unsupported_keys, get_cfg
+from ..data import (
     DatasetCatalog,
     DatasetMapper,
     MetadataCatalog,
@@ -28,44 +26,56 @@ from solov2.data import (
     read_image,
     register_datasets_from_cfg,
 )
-from solov2.data.detection_utils import SKIP_CORRUPT_HINT
-from solov2.utils.error_reporting import add_debug_argument, run_tool
-from solov2.utils.errors import ConfigError, ImageReadError, OutputPathError
-from solov2.utils.logger import setup_logger
-from solov2.utils.paths import overwritten_input
-from solov2.utils.visualizer import Visualizer
+from ..data.detection_utils import SKIP_CORRUPT_HINT
+from ..engine.arguments import (
+    add_config_arguments,
+    add_debug_argument,
+    add_opts_arguments,
+    add_version_argument,
+    config_file_of,
+    config_overrides,
+)
+from ..utils.error_reporting import run_tool
+from ..utils.errors import ConfigError, ImageReadError, OutputPathError
+from ..utils.logger import setup_logger
+from ..utils.paths import overwritten_input
+from ..utils.visualizer import Visualizer
+from .startup import start_command
+
+__all__ = ["build_parser", "main"]
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     """Command line."""
-    p = argparse.ArgumentParser(description="Visualize ground-truth annotations")
-    p.add_argument("--config-file", required=True, metavar="FILE")
+    p = argparse.ArgumentParser(prog=prog, description="Visualize ground-truth annotations of DATASETS.TRAIN")
+    add_config_arguments(p, required=True)
     p.add_argument("--source", choices=["annotation", "dataloader"], default="annotation",
                    help="raw annotations, or what the training data loader produces (augmented)")
-    p.add_argument("--output-dir", required=True)
-    p.add_argument("--num", type=int, default=20, help="number of images to draw")
+    p.add_argument("--output", "--output-dir", dest="output_dir", required=True, metavar="DIR",
+                   help="the folder the drawings go to (--output-dir is the old spelling)")
+    p.add_argument("--num", type=int, default=20, help="number of images to draw; default 20")
     add_debug_argument(p)
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    return p.parse_args(argv)
+    add_version_argument(p)
+    add_opts_arguments(p)
+    return p
 
 
 def _write(path: str, rgb: np.ndarray, dataset_files: set) -> None:
     """Write a drawing, refusing to replace a dataset image."""
     clash = overwritten_input([path], dataset_files)
     if clash:
-        raise OutputPathError(f"--output-dir would overwrite the dataset image '{clash[1]}' with its drawing: choose "
-                              "an --output-dir that is not the dataset's image folder")
+        raise OutputPathError(f"--output would overwrite the dataset image '{clash[1]}' with its drawing: choose "
+                              "an --output that is not the dataset's image folder")
     if not cv2.imwrite(path, rgb[:, :, ::-1]):
-        raise OutputPathError(f"Could not write '{path}' (is --output-dir writable, the disk full?)")
+        raise OutputPathError(f"Could not write '{path}' (is --output writable, the disk full?)")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point."""
-    args = parse_args(argv)
+def _run(args: argparse.Namespace) -> int:
+    start_command(args)
     logger = setup_logger(name="solov2")
     cfg = get_cfg()
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg.merge_from_file(config_file_of(args))
+    cfg.merge_from_list(config_overrides(args))
     check_unsupported_keys(cfg)
     register_datasets_from_cfg(cfg)
     names = list(cfg.DATASETS.TRAIN)
@@ -74,7 +84,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         os.makedirs(args.output_dir, exist_ok=True)
     except OSError as e:
-        raise OutputPathError(f"Cannot create --output-dir '{args.output_dir}': {e.strerror or e}") from e
+        raise OutputPathError(f"Cannot create --output '{args.output_dir}': {e.strerror or e}") from e
     metadata = MetadataCatalog.get(names[0])
     dicts = list(itertools.chain.from_iterable(DatasetCatalog.get(n) for n in names))
     dataset_files = {d["file_name"] for d in dicts}
@@ -123,5 +133,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(run_tool(main))
+def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
+    """Entry point; returns the exit status (one ERROR line for a user error)."""
+    return run_tool(_run, build_parser(prog).parse_args(argv))
