@@ -26,6 +26,7 @@ import tqdm
 
 from ..data.detection_utils import read_image
 from ..engine.arguments import (
+    ValuesThenOverrides,
     add_config_arguments,
     add_debug_argument,
     add_opts_arguments,
@@ -59,7 +60,8 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                         "instead of a PyTorch model; it holds its test size and class names, so no config is needed")
     parser.add_argument("--webcam", action="store_true", help="take input from the webcam")
     parser.add_argument("--video-input", metavar="FILE", help="a video file to run on")
-    parser.add_argument("--input", nargs="+", metavar="PATH", help="image files, folders or glob patterns")
+    parser.add_argument("--input", nargs="+", metavar="PATH", action=ValuesThenOverrides,
+                        help="image files, folders or glob patterns")
     parser.add_argument("--output", metavar="PATH",
                         help="a folder for the results, or a file name when there is a single input; it must not be "
                         "(or contain the results under the names of) the inputs themselves. Without it results are "

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import Any, List, Optional
 
 from .. import __version__
 
 __all__ = [
+    "ValuesThenOverrides",
     "add_config_arguments",
     "add_debug_argument",
     "add_opts_arguments",
@@ -71,9 +73,31 @@ def add_opts_arguments(parser: argparse.ArgumentParser, trailing: bool = True) -
     return parser
 
 
+_KEY_LIKE = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)+")
+
+
+class ValuesThenOverrides(argparse.Action):
+    """For an option taking several values (nargs="+", e.g. --input): trailing KEY VALUE overrides right after its
+    values would be taken as more values; they start at the first config key and go to config_overrides."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: Optional[str] = None) -> None:
+        """Store the values up to the first config key; keep the rest as overrides."""
+        from ..config import get_cfg
+        from ..config.config import all_keys
+
+        keys = set(all_keys(get_cfg()))
+        # A known key, or one spelt like a key (a misspelt key must reach the config merge, which names it).
+        cut = next((i for i, v in enumerate(values) if v in keys or _KEY_LIKE.fullmatch(v)), len(values))
+        if cut == 0:
+            parser.error(f"{option_string} needs at least one value before the config overrides")
+        setattr(namespace, self.dest, list(values[:cut]))
+        setattr(namespace, "opts_after_values", list(values[cut:]))
+
+
 def config_overrides(args: argparse.Namespace) -> List[str]:
     """The KEY VALUE overrides of a command line, whichever style (or both) was used, in the order given."""
-    trailing = list(getattr(args, "opts", None) or [])
+    trailing = list(getattr(args, "opts_after_values", None) or []) + list(getattr(args, "opts", None) or [])
     # Trailing pairs followed by --opts and more pairs: argparse leaves the flag inside the trailing remainder.
     flagged = list(getattr(args, "opts_flag", None) or [])
     if "--opts" in trailing:
