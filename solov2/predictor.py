@@ -240,6 +240,8 @@ class Predictor:
             logger.warning("MODEL.WEIGHTS is empty: the model is RANDOMLY INITIALISED and its predictions mean nothing")
         self.cfg = cfg
         self._predictor = DefaultPredictor(cfg)
+        if description.class_names is None and cfg.MODEL.WEIGHTS and os.path.isfile(cfg.MODEL.WEIGHTS):
+            description = read_description(cfg.MODEL.WEIGHTS)  # weights named in the config or an override
         self.class_names = description.class_names
         if self.class_names is None:
             self.class_names, self.id_map = dataset_classes(cfg)

@@ -128,7 +128,7 @@ def _stage(what: str, note: str = "") -> Iterator[None]:
 
 def onnx_metadata(cfg: Any, class_names: Optional[Sequence[str]] = None) -> Dict[str, str]:
     """What an exported file says about itself, so that ONNXPredictor needs no config: the input format, the test
-    resize sizes, the thresholds baked into the graph, the number of classes and their names (JSON lists)."""
+    resize sizes, the score thresholds baked into the graph, the number of classes and their names (a JSON list)."""
     s = cfg.MODEL.SOLOV2
     return {
         "input_format": cfg.INPUT.FORMAT,
@@ -138,8 +138,6 @@ def onnx_metadata(cfg: Any, class_names: Optional[Sequence[str]] = None) -> Dict
         "class_names": json.dumps(list(class_names) if class_names is not None else None),
         "score_thr": str(s.SCORE_THR),
         "update_thr": str(s.UPDATE_THR),
-        "mask_thr": str(s.MASK_THR),
-        "max_per_img": str(s.MAX_PER_IMG),
     }
 
 
