@@ -29,7 +29,6 @@ from .startup import process_wall_time, start_command
 
 __all__ = ["build_parser", "main", "setup"]
 
-HELP = "train a model, or evaluate a checkpoint (--eval-only)"
 logger = logging.getLogger("solov2.train_net")
 
 
