@@ -190,6 +190,8 @@ def test_predictor_answers_as_default_predictor(tmp_path):
     # A config (name or path) with weights gives the same; so do a file path, PIL image, list and folder of them.
     again = Predictor(pm.CONFIGS["small"](), weights=path, score_thresh=threshold)(image)
     assert (again.masks == result.masks).all()
+    named_in_config = Predictor(cfg, score_thresh=threshold)  # MODEL.WEIGHTS in the config: its class names too
+    assert named_in_config.class_names == CLASSES
     Image.fromarray(image[:, :, ::-1]).save(tmp_path / "a.png")
     from_file = Predictor(path, score_thresh=threshold)
     for got in (from_file(str(tmp_path / "a.png")), from_file(Image.open(tmp_path / "a.png")),
@@ -250,6 +252,11 @@ def test_quiet_console_then_predict_and_slim_export_without_config(tiny_split, t
     assert described.class_names == ["circle", "triangle", "rectangle"] and "NUM_CLASSES: 3" in described.config
 
     weights = tmp_path / "out" / "model_final.pth"
+    r = _solov2("train", "--eval-only", "--weights", weights, "--output", "eval", "DATASETS.TEST", "('cmd',)",
+                cwd=tmp_path)  # no --config-file: the checkpoint's own
+    assert r.returncode == 0 and "copypaste: Task: segm" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    assert len(r.stdout.splitlines()) < 40
+
     image = Path(images) / "000000.png"
     r = _solov2("predict", "--weights", weights, "--input", image, "--output", "pred/", "--json",
                 "--confidence-threshold", "0.0", "--opts", "MODEL.SOLOV2.UPDATE_THR", "0.0", cwd=tmp_path)

@@ -43,12 +43,19 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
 
 
 def setup(args: argparse.Namespace) -> CfgNode:
-    """Config from --config-file, the overrides, --weights/--output and --register-coco; then default_setup."""
-    cfg = get_cfg()
+    """Config from --config-file (or the one --weights holds), the overrides, --weights/--output and --register-coco;
+    then default_setup."""
     config_file = config_file_of(args)
-    if config_file:
-        cfg.merge_from_file(config_file)
-    cfg.merge_from_list(config_overrides(args))
+    if not config_file and getattr(args, "weights", None):
+        from ..predictor import inference_config
+
+        # A checkpoint solov2 wrote holds its config (e.g. `--eval-only --weights model_final.pth`); others need one.
+        cfg, _ = inference_config(args.weights, None, config_overrides(args))
+    else:
+        cfg = get_cfg()
+        if config_file:
+            cfg.merge_from_file(config_file)
+        cfg.merge_from_list(config_overrides(args))
     if getattr(args, "weights", None):
         cfg.MODEL.WEIGHTS = args.weights
     if getattr(args, "output", None):
