@@ -17,8 +17,9 @@ from mmdet_helpers import (
     require_mmdet,
     save_mmdet_checkpoint,
 )
-from solov2.checkpoint import Checkpointer, convert_weights
-from solov2.checkpoint.convert import main as convert_main
+from solov2.checkpoint import Checkpointer, convert_weights, read_description
+from solov2.commands.convert import build_parser as convert_parser
+from solov2.commands.convert import run as convert_run
 from solov2.checkpoint.formats import MMDET3, OURS, SOLO
 from solov2.config import get_cfg
 from solov2.engine.predictor import DefaultPredictor
@@ -204,7 +205,8 @@ def test_convert_checkpoint_writes_our_format(tmp_path):
     cfg_file = str(MMDET_CONFIGS / "Light_448_R18_3x.yaml")
     assert convert_main([str(tmp_path / "solo.pth"), str(tmp_path / "ours.pth"), "--config-file", cfg_file]) == 0
     written = torch.load(tmp_path / "ours.pth", weights_only=True)
-    assert set(written) == {"model"}
+    assert set(written) == {"model", "config", "class_names"}  # it describes itself
+    assert read_description(str(tmp_path / "ours.pth")).config == written["config"]
     model = build_model(_cfg("Light_448_R18_3x"))
     assert convert_weights(written, model.state_dict().keys())[1] == OURS
     incompatible = Checkpointer(model)._load_model(Checkpointer(model)._load_file(str(tmp_path / "ours.pth")))
@@ -220,7 +222,15 @@ def test_convert_checkpoint_writes_our_format(tmp_path):
     with pytest.raises(CheckpointError, match="do not fit the config's model"):
         convert_main([str(tmp_path / "solo.pth"), str(tmp_path / "bad.pth"), "--config-file", cfg_file,
                       "--opts", "MODEL.SOLOV2.NUM_CLASSES", "3"])
+    with pytest.raises(CheckpointError, match="do not fit the config's model"):  # the other override style
+        convert_main([str(tmp_path / "solo.pth"), str(tmp_path / "bad.pth"), "--config-file", cfg_file,
+                      "MODEL.SOLOV2.NUM_CLASSES", "3"])
     assert not (tmp_path / "bad.pth").exists()
+
+
+def convert_main(argv):
+    """`solov2 convert` in this process, raising what it refuses (main() would print it as one ERROR line)."""
+    return convert_run(convert_parser().parse_args(argv))
 
 
 def test_unknown_mmdet_tensors_are_reported_not_fatal(tmp_path, caplog):

@@ -16,7 +16,7 @@ from solov2.config import get_cfg
 from solov2.engine.predictor import DefaultPredictor
 from solov2.modeling import build_model
 from solov2.structures import Instances
-from solov2.utils.cli import run_tool
+from solov2.utils.error_reporting import run_tool
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo" / "demo.py"

@@ -121,13 +121,13 @@ def _foreign_launcher() -> None:
     """What another launcher (e.g. Detectron2's) does: spawn processes running the wrapped function."""
     import torch.multiprocessing as mp
 
-    from solov2.utils.cli import ReportUserErrors
+    from solov2.utils.error_reporting import ReportUserErrors
 
     mp.start_processes(ReportUserErrors(_config_error), nprocs=2, start_method="spawn")
 
 
 def test_user_errors_of_another_launchers_processes_reach_run_tool(capfd):
-    from solov2.utils.cli import run_tool
+    from solov2.utils.error_reporting import run_tool
 
     assert run_tool(_foreign_launcher) == 1
     err = capfd.readouterr().err.splitlines()

@@ -19,12 +19,13 @@ pytest.importorskip("onnxscript")
 from solov2.checkpoint import Checkpointer  # noqa: E402
 from solov2.engine.predictor import DefaultPredictor  # noqa: E402
 from solov2.export import ExportError, MissingDependencyError, ONNXPredictor, check_exportable, export_onnx  # noqa: E402
-from solov2.export.onnx_export import write_checked_onnx  # noqa: E402
+from solov2.export.onnx_export import onnx_metadata, write_checked_onnx  # noqa: E402
 from solov2.modeling import build_model  # noqa: E402
 from solov2.structures import Boxes, Instances  # noqa: E402
 from solov2.utils.errors import UserError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+CLASSES = ["a", "b", "c"]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,9 @@ def exported(tmp_path_factory):
     """The small pinned model (informative weights: it detects things) and one exported file of it."""
     model = pm.build_pinned_model("small").eval()
     path = str(tmp_path_factory.mktemp("onnx") / "small.onnx")
-    export_onnx(model, path, "BGR", metadata={"num_classes": 3})
+    cfg = pm.CONFIGS["small"]()
+    cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST = 120, 1000
+    export_onnx(model, path, "BGR", metadata=onnx_metadata(cfg, CLASSES))
     return model, path
 
 
@@ -78,6 +81,23 @@ def test_onnx_predictor_matches_default_predictor(exported, tmp_path):
     assert got.image_size == want.image_size == (150, 200) and len(want) > 3
     pm.assert_inference_matches([pm.instances_record(got)], [pm.instances_record(want)], score_atol=1e-4)
     assert got.pred_masks.dtype == torch.bool and got.pred_classes.dtype == torch.int64
+
+
+def test_the_file_describes_itself(exported):
+    """The test size, class names and thresholds come from the file's metadata: no config needed."""
+    from solov2 import Predictor
+
+    _, path = exported
+    cfg = pm.CONFIGS["small"]()
+    cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST = 120, 1000
+    image = np.ascontiguousarray(pm.pinned_inputs(3, with_gt=False)[0]["image"].permute(1, 2, 0).numpy())
+    alone = ONNXPredictor(path)
+    assert (alone.min_size, alone.max_size, alone.class_names) == (120, 1000, CLASSES)
+    assert alone.score_thresh == cfg.MODEL.SOLOV2.SCORE_THR
+    got, want = alone(image)["instances"], ONNXPredictor(cfg, path)(image)["instances"]
+    assert len(got) > 3 and torch.equal(got.scores, want.scores) and torch.equal(got.pred_masks, want.pred_masks)
+    result = Predictor(path, score_thresh=0.1)(image)
+    assert len(result) == int((want.scores >= 0.1).sum()) and set(result.labels) <= set(CLASSES)
 
 
 @pytest.mark.slow

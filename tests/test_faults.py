@@ -239,10 +239,10 @@ def test_demo_never_overwrites_its_inputs(tmp_path):
                  ["--input", f"{photos}/a.jpg", "--output", f"{tmp_path}/link"]):
         if argv[-1].endswith("link"):
             os.symlink(photos, argv[-1])  # a folder that is the inputs' folder under another name
-        args = demo.get_parser().parse_args(argv)
+        args = demo.build_parser().parse_args(argv)
         with pytest.raises(OutputPathError, match="would overwrite the input"):
             demo.plan_outputs(demo.expand_inputs(args.input), args)
-    args = demo.get_parser().parse_args(["--video-input", str(photos / "clip.mp4"), "--output", str(photos / "clip.avi")])
+    args = demo.build_parser().parse_args(["--video-input", str(photos / "clip.mp4"), "--output", str(photos / "clip.avi")])
     with pytest.raises(OutputPathError, match="would overwrite the input video"):
         demo.plan_video_output(args)  # the video output is always .mp4
     # Into a folder beside the inputs it runs, and still leaves every input as it was.
@@ -256,10 +256,8 @@ def test_demo_never_overwrites_its_inputs(tmp_path):
 
 
 def _demo_module():
-    spec = importlib.util.spec_from_file_location("solov2_demo_faults", DEMO)
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
-    return demo
+    """What demo/demo.py runs: `solov2 predict`."""
+    return importlib.import_module("solov2.commands.predict")
 
 
 def test_demo_refuses_two_inputs_writing_one_output(tmp_path):
@@ -267,7 +265,7 @@ def test_demo_refuses_two_inputs_writing_one_output(tmp_path):
     for d in ("d1", "d2"):
         (tmp_path / d).mkdir()
         cv2.imwrite(str(tmp_path / d / "x.jpg"), np.zeros((8, 8, 3), np.uint8))
-    args = demo.get_parser().parse_args(["--input", str(tmp_path / "d1"), str(tmp_path / "d2"), "--output",
+    args = demo.build_parser().parse_args(["--input", str(tmp_path / "d1"), str(tmp_path / "d2"), "--output",
                                          str(tmp_path / "out")])
     files = demo.expand_inputs(args.input + [str(tmp_path / "d1" / "x.jpg")])  # named twice: kept once
     assert files == [str(tmp_path / "d1" / "x.jpg"), str(tmp_path / "d2" / "x.jpg")]

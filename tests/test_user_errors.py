@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from solov2.data.datasets import ensure_shapes_split
-from solov2.utils.cli import DEBUG_ENV, run_tool
+from solov2.utils.error_reporting import DEBUG_ENV, run_tool
 from solov2.utils.errors import ConfigError, UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,7 +95,7 @@ def test_nan_loss_stops_training_with_one_message(tiny_split, tmp_path):
 @pytest.mark.slow
 def test_unexpected_errors_keep_their_traceback(tmp_path):
     script = tmp_path / "tool.py"
-    script.write_text("import sys\nfrom solov2.utils.cli import run_tool\n\n"
+    script.write_text("import sys\nfrom solov2.utils.error_reporting import run_tool\n\n"
                       "def main():\n    return {}['bug']\n\nsys.exit(run_tool(main))\n")
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=str(REPO))
     assert r.returncode == 1 and "Traceback (most recent call last)" in r.stderr and "KeyError: 'bug'" in r.stderr

@@ -13,7 +13,7 @@ The model is solov2's SOLOv2 (registered by `import solov2.d2`) on a Detectron2 
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
 from typing import Any, Dict, Optional
 
@@ -28,14 +28,19 @@ from detectron2.utils.logger import setup_logger
 from solov2.d2 import add_solov2_config, apply_solov2_data_keys, register_solov2_datasets
 from solov2.d2.checkpoint import SafeDetectionCheckpointer
 from solov2.data import check_num_classes
-from solov2.engine.defaults import add_register_coco_argument, apply_register_coco
+from solov2.commands.startup import start_command
+from solov2.engine.arguments import (
+    add_debug_argument,
+    add_opts_arguments,
+    add_register_coco_argument,
+    apply_register_coco,
+    config_file_of,
+    config_overrides,
+)
+from solov2.engine.defaults import evaluate_weights
 from solov2.evaluation import evaluator_output_folder
 from solov2.solver import build_optimizer
-from solov2.utils.cli import ReportUserErrors, add_debug_argument, run_tool
-from solov2.utils.errors import ResultsMismatchError
-
-logger = logging.getLogger("solov2.d2_train_net")
-
+from solov2.utils.error_reporting import ReportUserErrors, run_tool
 
 class Trainer(DefaultTrainer):
     """Detectron2's DefaultTrainer with COCO evaluation and solov2's optimizer (SOLVER.OPTIMIZER SGD or ADAMW)."""
@@ -59,8 +64,9 @@ class Trainer(DefaultTrainer):
 
 
 def argument_parser() -> argparse.ArgumentParser:
-    """Detectron2's default_argument_parser plus --register-coco and --debug, as in tools/train_net.py."""
-    return add_debug_argument(add_register_coco_argument(default_argument_parser()))
+    """Detectron2's default_argument_parser plus --register-coco, --debug and --opts, as in tools/train_net.py."""
+    parser = add_debug_argument(add_register_coco_argument(default_argument_parser()))
+    return add_opts_arguments(parser, trailing=False)  # Detectron2's parser has the trailing KEY VALUE pairs
 
 
 def setup(args: argparse.Namespace) -> CfgNode:
@@ -69,7 +75,7 @@ def setup(args: argparse.Namespace) -> CfgNode:
     add_solov2_config(cfg)
     if args.config_file:
         cfg.merge_from_file(args.config_file, allow_unsafe=False)  # a config file never runs code
-    cfg.merge_from_list(args.opts or [])
+    cfg.merge_from_list(config_overrides(args))
     apply_register_coco(cfg, args)
     apply_solov2_data_keys(cfg)
     cfg.freeze()
@@ -85,14 +91,7 @@ def main(args: argparse.Namespace) -> Dict[str, Any]:
     # In every process: launch() starts the workers afresh, so each needs the registrations.
     register_solov2_datasets(cfg)
     if args.eval_only:
-        if not cfg.MODEL.WEIGHTS and not args.resume:
-            logger.warning("--eval-only without MODEL.WEIGHTS: evaluating a randomly initialised model!")
-        model = Trainer.build_model(cfg)
-        SafeDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        results = Trainer.test(cfg, model)
-        if comm.is_main_process() and cfg.TEST.EXPECTED_RESULTS and not verify_results(cfg, results):
-            raise ResultsMismatchError("Evaluation results differ from TEST.EXPECTED_RESULTS (see the log)")
-        return results
+        return evaluate_weights(cfg, Trainer, SafeDetectionCheckpointer, resume=args.resume, verify=verify_results)
 
     check_num_classes(cfg)
     trainer = Trainer(cfg)
@@ -103,8 +102,11 @@ def main(args: argparse.Namespace) -> Dict[str, Any]:
 def invoke_main() -> None:
     """Parse the command line and launch main on every process."""
     args = argument_parser().parse_args()
+    start_command(args)
+    # A zoo name becomes its file here: Detectron2's default_setup reads args.config_file itself.
+    args.config_file = config_file_of(args)
     print("Command Line Args:", args)
-    # Each process hands a UserError to this one, which prints it once as an ERROR line (see solov2.utils.cli).
+    # Each process hands a UserError to this one, which prints it once as an ERROR line (see solov2.utils.error_reporting).
     launch(
         ReportUserErrors(main),
         args.num_gpus,

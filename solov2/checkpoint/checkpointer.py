@@ -64,14 +64,17 @@ class Checkpointer(_FvCheckpointer):
     """fvcore's Checkpointer with atomic saves (main process only) and weight-format conversion on load."""
 
     def __init__(self, model: torch.nn.Module, save_dir: str = "", *, save_to_disk: Optional[bool] = None,
-                 weights_check: Optional[str] = None, **checkpointables: Any) -> None:
-        """weights_check: None (only log what did not load), "train" or "eval" (see check_weights_fit)."""
+                 weights_check: Optional[str] = None, run_info: Optional[Dict[str, Any]] = None,
+                 **checkpointables: Any) -> None:
+        """weights_check: None (only log what did not load), "train" or "eval" (see check_weights_fit); `run_info`
+        is written into every saved file (e.g. embedded.describe(config, class names))."""
         is_main = comm.is_main_process()
         self.weights_check = weights_check
         super().__init__(model, save_dir, save_to_disk=is_main if save_to_disk is None else save_to_disk,
                          **checkpointables)
         self.path_manager = PathManager
         self.logger = logging.getLogger(__name__)
+        self.run_info: Dict[str, Any] = dict(run_info or {})
         if self.save_to_disk and self.save_dir:
             if checkpointables:  # a training run's checkpointer: say what an interrupt leaves intact
                 add_safe_note("checkpoint", functools.partial(last_checkpoint_note, self.save_dir))
@@ -90,6 +93,7 @@ class Checkpointer(_FvCheckpointer):
         data: Dict[str, Any] = {"model": self.model.state_dict()}
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
+        data.update(self.run_info)
         data.update(kwargs)
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)

@@ -3,7 +3,6 @@ every load or to hand the file to Detectron2's DetectionCheckpointer."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from typing import Any, Collection, Dict, List, Optional, Tuple
@@ -17,12 +16,14 @@ from .formats import convert_weights, read_weights_file
 logger = logging.getLogger(__name__)
 
 
-def convert_checkpoint(src: str, dst: str, model: Optional[torch.nn.Module] = None) -> Tuple[str, int]:
+def convert_checkpoint(src: str, dst: str, model: Optional[torch.nn.Module] = None,
+                       description: Optional[Dict[str, Any]] = None) -> Tuple[str, int]:
     """Read `src` (any supported format), write it to `dst` in our format (atomically); returns (the source's
     format, the number of tensors written).
 
     With `model`, its parameter names place the ResNet and FPN, and the weights must fit it exactly (every model
-    tensor present with its shape, nothing left over), or nothing is written.
+    tensor present with its shape, nothing left over), or nothing is written. `description` (embedded.describe:
+    the config and class names) is written beside the weights, so the file describes itself.
     """
     if not os.path.isfile(src):
         raise CheckpointError(f"Checkpoint file '{src}' does not exist")
@@ -33,7 +34,7 @@ def convert_checkpoint(src: str, dst: str, model: Optional[torch.nn.Module] = No
     if model is not None:
         _check_exact_fit(state, model.state_dict(), src)
     tensors: Dict[str, Any] = {k: torch.as_tensor(v) for k, v in state.items()}
-    atomic_write(dst, lambda f: torch.save({"model": tensors}, f))
+    atomic_write(dst, lambda f: torch.save({"model": tensors, **(description or {})}, f))
     return fmt, len(tensors)
 
 
@@ -49,38 +50,3 @@ def _check_exact_fit(state: Dict[str, Any], model_state: Dict[str, torch.Tensor]
             f"{len(extra)} unexpected (e.g. {extra[:3]}), {len(shapes)} of another shape (e.g. {shapes[:3]}); "
             "is it the config of the same family?"
         )
-
-
-def get_parser() -> argparse.ArgumentParser:
-    """The converter's command line."""
-    p = argparse.ArgumentParser(
-        description="Convert a SOLOv2 weight file (mmdetection 3.x, original SOLO, Detectron2-based release, MSRA "
-                    ".pkl, torchvision) to solov2's format")
-    p.add_argument("input", metavar="IN", help="the weight file to read")
-    p.add_argument("output", metavar="OUT", help="the .pth file to write")
-    p.add_argument("--config-file", metavar="FILE", default="",
-                   help="also check that the weights fit this config's model exactly")
-    p.add_argument("--opts", nargs="*", default=[], metavar="KEY VALUE",
-                   help="config overrides for --config-file, as in demo/demo.py")
-    return p
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """Command-line entry point; returns the exit status."""
-    args = get_parser().parse_args(argv)
-    from ..utils.logger import setup_logger
-
-    setup_logger(name="solov2")
-    model = None
-    if args.config_file:
-        from ..config import get_cfg
-        from ..modeling import build_model
-
-        cfg = get_cfg()
-        cfg.merge_from_file(args.config_file)
-        cfg.merge_from_list(args.opts)
-        cfg.MODEL.DEVICE = "cpu"
-        model = build_model(cfg)
-    fmt, count = convert_checkpoint(args.input, args.output, model)
-    logger.info(f"Converted {count} tensors from the {fmt} format in '{args.input}' to '{args.output}'")
-    return 0

@@ -1,7 +1,7 @@
 """Redraw a run's plots from OUTPUT_DIR (metrics.json and saved evaluation results), or compare several runs.
 
-    python tools/plot_metrics.py output/quickstart_shapes_R18
-    python tools/plot_metrics.py output/run_a --compare output/run_b output/run_c --output-dir compare/
+    solov2 plot output/quickstart_shapes_R18          (or python tools/plot_metrics.py ...)
+    solov2 plot output/run_a --compare output/run_b output/run_c --output compare/
 
 Works on a finished run and on one still training (a half-written last line of metrics.json is skipped).
 """
@@ -13,7 +13,8 @@ import logging
 import os
 from typing import Dict, List, Optional
 
-from ..utils.cli import add_debug_argument
+from ..engine.arguments import add_debug_argument, add_version_argument
+from ..utils.error_reporting import run_tool
 from ..utils.errors import InputFileNotFoundError, OutputPathError, UserError
 from ..utils.logger import setup_logger
 from ..utils.plots import (
@@ -32,9 +33,10 @@ __all__ = ["build_parser", "main"]
 logger = logging.getLogger("solov2.plot_metrics")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     """The command line."""
     p = argparse.ArgumentParser(
+        prog=prog,
         description="Redraw training curves, PR curves and the confusion matrix of a run's OUTPUT_DIR "
         "(into OUTPUT_DIR/plots), or put several runs on one figure with --compare.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -43,9 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="OUTPUT_DIR", help="a training or --eval-only run's OUTPUT_DIR")
     p.add_argument("--compare", nargs="+", default=[], metavar="RUN",
                    help="more OUTPUT_DIRs: curves.png, pr_segm.png and pr_bbox.png with every run on one figure")
-    p.add_argument("--output-dir", default=None, metavar="DIR",
-                   help="where the figures go (default: OUTPUT_DIR/plots; with --compare OUTPUT_DIR/plots/compare)")
+    p.add_argument("--output", "--output-dir", dest="output_dir", default=None, metavar="DIR",
+                   help="where the figures go (default: OUTPUT_DIR/plots; with --compare OUTPUT_DIR/plots/compare; "
+                   "--output-dir is the old spelling)")
     add_debug_argument(p)
+    add_version_argument(p)
     return p
 
 
@@ -80,9 +84,12 @@ def _compare(runs: List[str], out_dir: str) -> List[str]:
     return written
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point: redraw or compare; 0 on success."""
-    args = build_parser().parse_args(argv)
+def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
+    """Entry point: redraw or compare; returns the exit status (one ERROR line for a user error)."""
+    return run_tool(_run, build_parser(prog).parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
     setup_logger(name="solov2")
     runs = [args.run, *args.compare]
     for run in runs:

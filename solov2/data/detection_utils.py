@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Dict, List, Tuple
 
 import numpy as np
@@ -12,6 +13,7 @@ from PIL import Image, ImageOps
 from ..structures import BitMasks, Boxes, Instances, segmentation_to_bitmask
 from ..utils.errors import ConfigError, DatasetFormatError, ImageReadError
 from ..utils.file_io import PathManager
+from .transforms import GeometricTransform, shortest_edge_size
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,32 @@ def read_image(file_name: str, format: str = "BGR") -> np.ndarray:
     if format == "BGR":
         arr = arr[:, :, ::-1]
     return np.ascontiguousarray(arr)
+
+
+def as_bgr_image(image: Any, who: str = "The predictor") -> np.ndarray:
+    """An image given as a file path, a PIL image or an H x W x 3 uint8 BGR array -> an H x W x 3 uint8 BGR array."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(os.fspath(image), format="BGR")
+    if isinstance(image, Image.Image):
+        return np.ascontiguousarray(_to_uint8_rgb(image, "<PIL image>")[:, :, ::-1])
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{who} takes an H x W x 3 BGR image (or a file path, or a PIL image), "
+                         f"got an array of shape {image.shape}")
+    return image
+
+
+def resize_for_test(image: Any, min_size: int, max_size: int, who: str = "The predictor") -> np.ndarray:
+    """Check an H x W x 3 image and resize it as inference does: short side to `min_size` (INPUT.MIN_SIZE_TEST, 0
+    keeps the size), long side at most `max_size` (INPUT.MAX_SIZE_TEST)."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{who} takes an H x W x 3 BGR image, got shape {image.shape}")
+    if min_size <= 0:
+        return image
+    h, w = image.shape[:2]
+    nh, nw = shortest_edge_size(h, w, min_size, max_size)
+    return GeometricTransform(h, w, nh, nw).apply_image(image)
 
 
 def check_image_size(dataset_dict: Dict[str, Any], image: np.ndarray) -> None:

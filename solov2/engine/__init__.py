@@ -1,6 +1,7 @@
-"""Training engine: launch, trainers and hooks, default command line and setup."""
+"""Training engine: launch, trainers and hooks, default command line and setup, DefaultPredictor."""
 
-from .defaults import DefaultTrainer, create_ddp_model, default_argument_parser, default_setup, default_writers
+from .arguments import default_argument_parser
+from .defaults import DefaultTrainer, create_ddp_model, default_setup, default_writers, evaluate_weights
 from .hooks import CallbackHook, EvalHook, IterationTimer, LRScheduler, PeriodicCheckpointer, PeriodicWriter
 from .launch import launch
 from .predictor import DefaultPredictor
@@ -13,6 +14,7 @@ __all__ = [
     "default_argument_parser",
     "default_setup",
     "default_writers",
+    "evaluate_weights",
     "AMPTrainer",
     "CallbackHook",
     "EvalHook",

@@ -1,20 +1,21 @@
-"""What a training script needs: the command-line parser, process setup, and DefaultTrainer."""
+"""What a training script needs: run setup (output folder, logging, config record, seeding), DefaultTrainer, and
+the evaluation of a checkpoint (--eval-only). The command-line parsers live in solov2.engine.arguments."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
-import sys
 import weakref
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import Checkpointer
+from ..checkpoint.embedded import describe
 from ..checkpoint.weight_checks import weights_check_mode
 from ..config import CfgNode, check_unsupported_keys
 from ..data import (
@@ -37,114 +38,40 @@ from ..evaluation.mosaic import MOSAIC_FILE, MosaicEvaluator
 from ..modeling import build_model
 from ..solver import build_lr_scheduler, build_optimizer, scale_for_world_size
 from ..utils import comm
-from ..utils.cli import add_debug_argument
-from ..utils.cpu_runtime import tune_malloc
+from ..utils.cpu_runtime import malloc_tuned
 from ..utils.env import collect_env_info, seed_all_rng
 from ..utils.errors import ConfigError, OutputPathError, ResultsMismatchError
 from ..utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardXWriter, current_event_storage
 from ..utils.file_io import PathManager
-from ..utils.logger import setup_logger
+from ..utils.logger import log_to_files, setup_logger
 from ..utils.run_lock import lock_output_dir
 from . import hooks
+from .arguments import add_register_coco_argument, apply_register_coco, default_argument_parser
 from .train_loop import AMPTrainer, SimpleTrainer, TrainerBase
 
 __all__ = [
     "add_register_coco_argument",
     "apply_register_coco",
+    "claim_output_dir",
     "create_ddp_model",
     "default_argument_parser",
     "default_setup",
     "default_writers",
+    "evaluate_weights",
+    "log_run_info",
+    "save_config",
+    "seed_run",
     "DefaultTrainer",
 ]
 
 logger = logging.getLogger(__name__)
 
 
-def _default_dist_port() -> int:
-    """A port in the dynamic range that differs between users, so two users' jobs on one machine do not clash."""
-    uid = os.getuid() if hasattr(os, "getuid") else 0
-    return 49152 + uid % 16000
+def claim_output_dir(cfg: CfgNode) -> logging.Logger:
+    """Create and lock OUTPUT_DIR (main process), and log to OUTPUT_DIR/log.txt (one file per rank) and the console.
 
-
-def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
-    """Detectron2's training command line: --config-file, --resume, --eval-only, distributed flags, KEY VALUE opts."""
-    parser = argparse.ArgumentParser(
-        epilog=epilog
-        or f"""
-Examples:
-
-Run on a single machine:
-    $ {sys.argv[0]} --num-gpus 8 --config-file cfg.yaml
-
-Change some config options:
-    $ {sys.argv[0]} --config-file cfg.yaml MODEL.WEIGHTS /path/to/weight.pth SOLVER.BASE_LR 0.001
-
-Run on multiple machines:
-    (machine0)$ {sys.argv[0]} --machine-rank 0 --num-machines 2 --dist-url <URL> [--other-flags]
-    (machine1)$ {sys.argv[0]} --machine-rank 1 --num-machines 2 --dist-url <URL> [--other-flags]
-""",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config-file", default="", metavar="FILE", help="path to config file")
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from the last checkpoint in OUTPUT_DIR (model, optimizer, scheduler and iteration); "
-        "without it MODEL.WEIGHTS is loaded and training starts at iteration 0",
-    )
-    parser.add_argument("--eval-only", action="store_true", help="only evaluate MODEL.WEIGHTS on DATASETS.TEST")
-    parser.add_argument(
-        "--num-gpus", type=int, default=1, help="processes per machine (GPUs; CPU processes on a machine without CUDA)"
-    )
-    parser.add_argument("--num-machines", type=int, default=1, help="total number of machines")
-    parser.add_argument("--machine-rank", type=int, default=0, help="the rank of this machine (unique per machine)")
-    parser.add_argument(
-        "--dist-url",
-        default=f"tcp://127.0.0.1:{_default_dist_port()}",
-        help="initialization URL for torch.distributed: tcp://<machine 0 ip>:<port> for several machines, "
-        "or 'auto' for a free port on this machine",
-    )
-    add_debug_argument(parser)
-    parser.add_argument(
-        "opts",
-        help="Modify config options at the end of the command: space-separated KEY VALUE pairs, "
-        "e.g. SOLVER.BASE_LR 0.02 OUTPUT_DIR out/",
-        default=None,
-        nargs=argparse.REMAINDER,
-    )
-    return parser
-
-
-def add_register_coco_argument(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add --register-coco NAME JSON_FILE IMAGE_ROOT (repeatable): COCO-format datasets without writing Python."""
-    parser.add_argument(
-        "--register-coco",
-        nargs=3,
-        action="append",
-        default=[],
-        metavar=("NAME", "JSON_FILE", "IMAGE_ROOT"),
-        help="register a COCO-format dataset under NAME (repeatable); appended to DATASETS.COCO_INSTANCES, "
-        "then usable in DATASETS.TRAIN / DATASETS.TEST",
-    )
-    return parser
-
-
-def apply_register_coco(cfg: Any, args: argparse.Namespace) -> None:
-    """Append the datasets of --register-coco to the (unfrozen) config's DATASETS.COCO_INSTANCES."""
-    if getattr(args, "register_coco", None):
-        cfg.DATASETS.COCO_INSTANCES = tuple(tuple(x) for x in cfg.DATASETS.COCO_INSTANCES) + tuple(
-            tuple(x) for x in args.register_coco
-        )
-
-
-def default_setup(cfg: CfgNode, args: Optional[argparse.Namespace]) -> None:
-    """Claim OUTPUT_DIR, set up logging, check the config, log environment, args and config, save config.yaml, seed.
-
-    OUTPUT_DIR is refused when another live run uses it (see solov2.utils.run_lock) or cannot be written. Also tunes
-    glibc malloc (solov2.utils.cpu_runtime.tune_malloc) before anything large is allocated.
+    OUTPUT_DIR is refused when another live run uses it (see solov2.utils.run_lock) or cannot be written.
     """
-    malloc_tuned = tune_malloc()
     output_dir = cfg.OUTPUT_DIR
     rank = comm.get_rank()
     lock_note = None
@@ -162,33 +89,101 @@ def default_setup(cfg: CfgNode, args: Optional[argparse.Namespace]) -> None:
         raise OutputPathError(f"Cannot write to OUTPUT_DIR '{output_dir}': {e.strerror or e}") from e
     if lock_note:
         log.warning(lock_note)
-    check_unsupported_keys(cfg)
+    return log
 
-    log.info("Rank of current process: %d. World size: %d", rank, comm.get_world_size())
-    log.info("Environment info:\n%s", collect_env_info())
-    log.info(
-        "CPU run-time: malloc keeps freed memory for reuse: %s; OMP_WAIT_POLICY=%s; %d intra-op threads",
-        malloc_tuned, os.environ.get("OMP_WAIT_POLICY", "(default)"), torch.get_num_threads(),
-    )
-    log.info("Command line arguments: %s", args)
+
+def log_run_info(cfg: CfgNode, args: Optional[argparse.Namespace]) -> None:
+    """Environment, CPU run-time, command line, config file and full config: to the log files only (not the console)."""
+    info = logging.INFO
+    log_to_files(info, f"Rank of current process: {comm.get_rank()}. World size: {comm.get_world_size()}")
+    log_to_files(info, f"Environment info:\n{collect_env_info()}")
+    log_to_files(info, f"CPU run-time: malloc keeps freed memory for reuse: {malloc_tuned()}; OMP_WAIT_POLICY="
+                       f"{os.environ.get('OMP_WAIT_POLICY', '(default)')}; {torch.get_num_threads()} intra-op threads")
+    log_to_files(info, f"Command line arguments: {args}")
     config_file = getattr(args, "config_file", "") if args is not None else ""
     if config_file:
-        with PathManager.open(config_file, "r") as f:
-            log.info("Contents of args.config_file=%s:\n%s", config_file, f.read())
-    log.info("Running with full config:\n%s", cfg.dump())
-    if comm.is_main_process() and output_dir:
-        path = os.path.join(output_dir, "config.yaml")
-        try:
-            with PathManager.open(path, "w") as f:
-                f.write(cfg.dump())
-        except OSError as e:
-            raise OutputPathError(f"Cannot write '{path}': {e.strerror or e}") from e
-        log.info("Full config saved to %s", path)
+        from ..model_zoo import resolve_config_file
 
-    # Different ranks get different seeds so their augmentations differ.
-    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED + rank)
-    if not getattr(args, "eval_only", False):
+        path = resolve_config_file(config_file)
+        with PathManager.open(path, "r") as f:
+            log_to_files(info, f"Contents of args.config_file={path}:\n{f.read()}")
+    log_to_files(info, f"Running with full config:\n{cfg.dump()}")
+
+
+def save_config(cfg: CfgNode) -> Optional[str]:
+    """Write the full config to OUTPUT_DIR/config.yaml (main process); returns its path (None when not written)."""
+    if not (comm.is_main_process() and cfg.OUTPUT_DIR):
+        return None
+    path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
+    try:
+        with PathManager.open(path, "w") as f:
+            f.write(cfg.dump())
+    except OSError as e:
+        raise OutputPathError(f"Cannot write '{path}': {e.strerror or e}") from e
+    log_to_files(logging.INFO, f"Full config saved to {path}")
+    return path
+
+
+def seed_run(cfg: CfgNode, eval_only: bool = False) -> int:
+    """Seed every RNG from SEED (plus the rank, so ranks augment differently); cudnn.benchmark for training."""
+    seed = seed_all_rng(None if cfg.SEED < 0 else cfg.SEED + comm.get_rank())
+    if not eval_only:
         torch.backends.cudnn.benchmark = cfg.CUDNN_BENCHMARK
+    return seed
+
+
+def default_setup(cfg: CfgNode, args: Optional[argparse.Namespace]) -> None:
+    """Claim OUTPUT_DIR and log there, check the config, log the run's details to the log file, save config.yaml, seed.
+
+    The parts are claim_output_dir, log_run_info, save_config and seed_run. Process-wide settings (glibc malloc,
+    --debug) belong to the command's start-up (solov2.commands.startup), not here.
+    """
+    claim_output_dir(cfg)
+    check_unsupported_keys(cfg)
+    log_run_info(cfg, args)
+    save_config(cfg)
+    seed_run(cfg, eval_only=bool(getattr(args, "eval_only", False)))
+
+
+def training_class_names(cfg: CfgNode) -> Optional[List[str]]:
+    """The class names of the first training dataset that knows them (None when none does)."""
+    for name in cfg.DATASETS.TRAIN:
+        classes = MetadataCatalog.get(name).get("thing_classes")
+        if classes:
+            return list(classes)
+    return None
+
+
+def model_summary(model: nn.Module, cfg: CfgNode) -> str:
+    """One line: the model's class and size, and where its printout and the full config were written."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    line = f"Model: {type(model).__name__}, {total / 1e6:.2f} M parameters ({trainable / 1e6:.2f} M trainable)"
+    config = os.path.join(cfg.OUTPUT_DIR, "config.yaml") if cfg.OUTPUT_DIR else ""
+    if config and PathManager.exists(config):
+        line += f"; full config in {config}, model printout and environment in {os.path.join(cfg.OUTPUT_DIR, 'log.txt')}"
+    return line
+
+
+def evaluate_weights(cfg: Any, trainer: Any, checkpointer_cls: Any = Checkpointer, resume: bool = False,
+                     verify: Callable[[Any, Dict[str, Any]], bool] = verify_results,
+                     **checkpointer_kwargs: Any) -> Dict[str, Any]:
+    """--eval-only: build `trainer`'s model, load MODEL.WEIGHTS (or, with resume, OUTPUT_DIR's last checkpoint),
+    evaluate it on DATASETS.TEST and check TEST.EXPECTED_RESULTS.
+
+    `trainer` is a DefaultTrainer class (solov2's or Detectron2's) and `checkpointer_cls` the checkpointer it goes
+    with (`checkpointer_kwargs` go to it, e.g. solov2's weights_check), so that tools/train_net.py and
+    tools/d2_train_net.py evaluate the same way.
+    """
+    if not cfg.MODEL.WEIGHTS and not resume:
+        logger.warning("--eval-only without MODEL.WEIGHTS: evaluating a randomly initialised model!")
+    model = trainer.build_model(cfg)
+    checkpointer_cls(model, save_dir=cfg.OUTPUT_DIR, **checkpointer_kwargs).resume_or_load(cfg.MODEL.WEIGHTS,
+                                                                                            resume=resume)
+    results = trainer.test(cfg, model)
+    if comm.is_main_process() and cfg.TEST.EXPECTED_RESULTS and not verify(cfg, results):
+        raise ResultsMismatchError("Evaluation results differ from TEST.EXPECTED_RESULTS (see the log)")
+    return results
 
 
 def default_writers(output_dir: str, max_iter: Optional[int] = None) -> List[EventWriter]:
@@ -237,6 +232,8 @@ class DefaultTrainer(TrainerBase):
         self.checkpointer = Checkpointer(
             model,
             cfg.OUTPUT_DIR,
+            # Every checkpoint carries its config and class names: predicting with it needs no other file.
+            run_info=describe(cfg.dump(), training_class_names(cfg)),
             optimizer=optimizer,
             scheduler=self.scheduler,
             trainer=weakref.proxy(self),
@@ -325,9 +322,10 @@ class DefaultTrainer(TrainerBase):
 
     @classmethod
     def build_model(cls, cfg: CfgNode) -> nn.Module:
-        """build_model(cfg), logged."""
+        """build_model(cfg); its size on the console, its printout in the log file."""
         model = build_model(cfg)
-        logger.info("Model:\n%s", model)
+        log_to_files(logging.INFO, f"Model:\n{model}")
+        logger.info(model_summary(model, cfg))
         return model
 
     @classmethod

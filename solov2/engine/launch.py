@@ -14,7 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ..utils import comm
-from ..utils.cli import collect_child_user_errors, run_in_child
+from ..utils.error_reporting import collect_child_user_errors, run_in_child
 from ..utils.errors import ConfigError, UserError
 from ..utils.run_state import install_signal_handlers
 

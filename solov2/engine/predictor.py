@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+import os
+from typing import Any, Dict, Union
 
 import numpy as np
 import torch
 
 from ..checkpoint import Checkpointer
-from ..data.transforms import GeometricTransform, shortest_edge_size
+from ..data.detection_utils import as_bgr_image, resize_for_test
 from ..modeling import build_model
 from ..utils.errors import ConfigError
 
@@ -16,8 +17,10 @@ from ..utils.errors import ConfigError
 class DefaultPredictor:
     """Builds the model from a config, loads MODEL.WEIGHTS and runs single-image inference.
 
-    Call with an H x W x 3 uint8 image in BGR order (OpenCV's); the image is resized so its short side is
-    INPUT.MIN_SIZE_TEST (long side at most INPUT.MAX_SIZE_TEST) and channels are flipped for INPUT.FORMAT RGB.
+    Call with an H x W x 3 uint8 image in BGR order (OpenCV's), or an image file's path; the image is resized so its
+    short side is INPUT.MIN_SIZE_TEST (long side at most INPUT.MAX_SIZE_TEST) and channels are flipped for
+    INPUT.FORMAT RGB. Returns every instance the model keeps (down to MODEL.SOLOV2.UPDATE_THR, at most MAX_PER_IMG);
+    solov2.Predictor is the one-call API with a score threshold, class names and drawing.
     """
 
     def __init__(self, cfg) -> None:
@@ -31,15 +34,12 @@ class DefaultPredictor:
         self.max_size = cfg.INPUT.MAX_SIZE_TEST
         self.input_format = cfg.INPUT.FORMAT
 
-    def __call__(self, original_image: np.ndarray) -> Dict[str, Any]:
-        """Predict on one BGR uint8 image; returns {"instances": Instances} in the image's size."""
-        if original_image.ndim != 3 or original_image.shape[2] != 3:
-            raise ValueError(f"DefaultPredictor takes an H x W x 3 BGR image, got shape {original_image.shape}")
+    def __call__(self, original_image: Union[np.ndarray, str, "os.PathLike[str]"]) -> Dict[str, Any]:
+        """Predict on one BGR uint8 image (or image file); returns {"instances": Instances} in the image's size."""
+        original_image = as_bgr_image(original_image, "DefaultPredictor")
         with torch.inference_mode():
             image = original_image[:, :, ::-1] if self.input_format == "RGB" else original_image
             h, w = image.shape[:2]
-            if self.min_size > 0:
-                nh, nw = shortest_edge_size(h, w, self.min_size, self.max_size)
-                image = GeometricTransform(h, w, nh, nw).apply_image(image)
+            image = resize_for_test(image, self.min_size, self.max_size, "DefaultPredictor")
             tensor = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
             return self.model([{"image": tensor, "height": h, "width": w}])[0]

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..utils import comm
-from ..utils.cli import log_exception_to_files
+from ..utils.error_reporting import log_exception_to_files
 from ..utils.errors import NonFiniteLossError
 from ..utils.events import EventStorage, get_event_storage
 from ..utils.run_state import activity

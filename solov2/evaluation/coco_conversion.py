@@ -32,14 +32,13 @@ def contiguous_to_dataset_id_map(metadata: Any) -> Optional[Dict[int, int]]:
     return reverse
 
 
-def name_categories(results: List[Dict[str, Any]], metadata: Any) -> int:
-    """Give COCO results (contiguous category_id) their class names and dataset category ids, in place.
+def name_categories(results: List[Dict[str, Any]], names: Optional[List[str]],
+                    id_map: Optional[Dict[int, int]]) -> int:
+    """Give COCO results (contiguous category_id) their class names and dataset category ids (`id_map`), in place.
 
-    A class index the metadata has no name for (a model with more classes than the dataset) gets category_name
-    None and "unknown_category": true, so it cannot pass for a real category; returns how many there were.
+    A class index without a name (a model with more classes than the dataset) gets category_name None and
+    "unknown_category": true, so it cannot pass for a real category; returns how many there were.
     """
-    id_map = contiguous_to_dataset_id_map(metadata) if metadata is not None else None
-    names = getattr(metadata, "thing_classes", None) if metadata is not None else None
     unknown = 0
     for r in results:
         k = r["category_id"]

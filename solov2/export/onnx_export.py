@@ -8,10 +8,13 @@ Resizing the image to the test size stays outside (cv2, exactly as DefaultPredic
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
+import json
 import logging
-from typing import Any, Dict, Optional, Tuple
+import time
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -74,6 +77,20 @@ def check_exportable(model: nn.Module) -> None:
             "translation of torchvision's deform_conv2d. Export a config without DCN.")
 
 
+class _LogStream:
+    """A stdout stand-in for torch.onnx's progress prints: their lines go to the log at DEBUG, not the console."""
+
+    def write(self, text: str) -> int:
+        """Log each non-empty line."""
+        for line in text.splitlines():
+            if line.strip():
+                logger.debug(line)
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
+
+
 class ExportableSOLOv2(nn.Module):
     """One image's whole inference as a traceable module: (H x W x 3 BGR uint8, [out_h, out_w]) -> detections."""
 
@@ -105,6 +122,30 @@ class ExportableSOLOv2(nn.Module):
                                 tuple(x.shape[-2:]), (out_h, out_w))
         # K x out_h x out_w bool, K descending scores, K int64 classes, K x 4 boxes
         return det.masks, det.scores, det.classes, det.boxes
+
+
+@contextlib.contextmanager
+def _stage(what: str, note: str = "") -> Iterator[None]:
+    """Log the start of an export stage and, at its end, how long it took (the whole export takes minutes)."""
+    logger.info(f"ONNX export: {what}{note} ...")
+    start = time.perf_counter()
+    yield
+    logger.info(f"ONNX export: {what} done in {time.perf_counter() - start:.1f} s")
+
+
+def onnx_metadata(cfg: Any, class_names: Optional[Sequence[str]] = None) -> Dict[str, str]:
+    """What an exported file says about itself, so that ONNXPredictor needs no config: the input format, the test
+    resize sizes, the score thresholds baked into the graph, the number of classes and their names (a JSON list)."""
+    s = cfg.MODEL.SOLOV2
+    return {
+        "input_format": cfg.INPUT.FORMAT,
+        "min_size_test": str(cfg.INPUT.MIN_SIZE_TEST),
+        "max_size_test": str(cfg.INPUT.MAX_SIZE_TEST),
+        "num_classes": str(s.NUM_CLASSES),
+        "class_names": json.dumps(list(class_names) if class_names is not None else None),
+        "score_thr": str(s.SCORE_THR),
+        "update_thr": str(s.UPDATE_THR),
+    }
 
 
 def _translations() -> Dict[Any, Any]:
@@ -145,14 +186,17 @@ def export_onnx(
     level = ir_logger.level
     ir_logger.setLevel(logging.ERROR)  # one harmless warning per empty attribute list otherwise floods the console
     try:
-        with torch.no_grad():
+        with _stage("tracing the model and translating it to ONNX", " (torch.export; minutes on a CPU)"), \
+                torch.no_grad(), contextlib.redirect_stdout(_LogStream()):
             program = torch.onnx.export(wrapper, args, dynamo=True, dynamic_shapes={"image": side, "output_size": None},
                                         opset_version=OPSET, output_names=list(OUTPUT_NAMES), external_data=False,
                                         custom_translation_table=_translations(), verbose=False)
         # Fold what depends only on weights (the BatchNorms folded into conv weights) into the file, whatever its size
         # (the exporter's own pass leaves tensors above 256k elements to be computed at every run).
         onnxscript = require("onnxscript", "ONNX export")
-        program.model = onnxscript.optimizer.optimize(program.model, input_size_limit=2**40, output_size_limit=2**40)
+        with _stage("optimising the graph"):
+            program.model = onnxscript.optimizer.optimize(program.model, input_size_limit=2**40,
+                                                          output_size_limit=2**40)
     finally:
         ir_logger.setLevel(level)
     proto = program.model_proto
@@ -160,7 +204,7 @@ def export_onnx(
     if not (dims[0].dim_param and dims[1].dim_param):
         # torch.onnx falls back to capture strategies that fix the sample's size when torch.export fails
         raise RuntimeError("The exported graph has a fixed image size; the dynamic-shape capture failed (a bug)")
-    meta = {"input_format": input_format, "producer": "solov2"}
+    meta = {"input_format": input_format}
     meta.update({k: str(v) for k, v in (metadata or {}).items()})
     for key, value in meta.items():
         entry = proto.metadata_props.add()
@@ -175,13 +219,16 @@ def write_checked_onnx(proto: Any, path: str) -> None:
     # Renamed into place only once checked: an interrupted or failed export never leaves a truncated file, nor
     # destroys a good file of the same name.
     try:
-        atomic_write(path, lambda f: onnx.save(proto, f), check=lambda tmp: onnx.checker.check_model(tmp, full_check=True))
+        with _stage("writing and checking the file (onnx.checker)"):
+            atomic_write(path, lambda f: onnx.save(proto, f),
+                         check=lambda tmp: onnx.checker.check_model(tmp, full_check=True))
     except OSError as e:
         raise OutputPathError(f"Cannot write the ONNX file '{path}': {e.strerror or e}") from e
 
 
-def export_from_config(cfg: Any, path: str) -> str:
-    """Build the config's model, load MODEL.WEIGHTS and export it to `path` (see export_onnx)."""
+def export_from_config(cfg: Any, path: str, class_names: Optional[Sequence[str]] = None) -> str:
+    """Build the config's model, load MODEL.WEIGHTS and export it to `path` (see export_onnx); the file's metadata
+    holds what ONNXPredictor needs besides it (onnx_metadata), `class_names` included."""
     from ..checkpoint import Checkpointer
     from ..modeling import build_model
 
@@ -195,6 +242,4 @@ def export_from_config(cfg: Any, path: str) -> str:
         Checkpointer(model).load(cfg.MODEL.WEIGHTS)
     else:
         logger.warning("MODEL.WEIGHTS is empty: exporting a RANDOMLY INITIALISED model")
-    return export_onnx(model, path, cfg.INPUT.FORMAT, metadata={
-        "num_classes": cfg.MODEL.SOLOV2.NUM_CLASSES, "min_size_test": cfg.INPUT.MIN_SIZE_TEST,
-        "max_size_test": cfg.INPUT.MAX_SIZE_TEST})
+    return export_onnx(model, path, cfg.INPUT.FORMAT, metadata=onnx_metadata(cfg, class_names))

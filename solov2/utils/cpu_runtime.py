@@ -67,3 +67,8 @@ def tune_malloc() -> bool:
             ok = libc.mallopt(_M_MMAP_MAX, 0) == 1 and ok
     _applied["malloc"] = ok
     return ok
+
+
+def malloc_tuned() -> bool:
+    """Whether tune_malloc() has changed glibc malloc's settings in this process."""
+    return _applied.get("malloc", False)

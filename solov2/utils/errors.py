@@ -1,6 +1,6 @@
 """UserError: the base of every error solov2 raises on purpose about a user's input (config, data, weights, paths).
 
-Command-line tools print such an error as one `ERROR: <message>` line and exit non-zero (see solov2.utils.cli);
+Command-line tools print such an error as one `ERROR: <message>` line and exit non-zero (see solov2.utils.error_reporting);
 any other exception is a bug and keeps its traceback. Each subclass also derives from the built-in exception that
 callers caught before it existed (ValueError, FileNotFoundError, ...), so `except ValueError` keeps working.
 """

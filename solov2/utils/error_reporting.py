@@ -9,7 +9,6 @@ traceback always goes to the log files (OUTPUT_DIR/log.txt once logging is set u
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -29,9 +28,9 @@ __all__ = [
     "DEBUG_ENV",
     "EXIT_USER_ERROR",
     "ReportUserErrors",
-    "add_debug_argument",
     "collect_child_user_errors",
     "debug_enabled",
+    "enable_debug",
     "log_exception_to_files",
     "report_user_error",
     "run_in_child",
@@ -54,29 +53,9 @@ def debug_enabled() -> bool:
     return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
-class _DebugAction(argparse.Action):
-    """--debug: set SOLOV2_DEBUG=1 as soon as it is parsed, so processes spawned later inherit it."""
-
-    def __init__(self, option_strings: Any, dest: str, **kwargs: Any) -> None:
-        kwargs.setdefault("default", False)
-        super().__init__(option_strings, dest, nargs=0, **kwargs)
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: Optional[str] = None) -> None:
-        os.environ[DEBUG_ENV] = "1"
-        setattr(namespace, self.dest, True)
-
-
-def add_debug_argument(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add --debug (full tracebacks on the console for user errors too) to a tool's parser."""
-    parser.add_argument(
-        "--debug",
-        action=_DebugAction,
-        help=f"print the full traceback of every error on the console (same as {DEBUG_ENV}=1); without it an "
-        "error in what you gave (config, data, weights, paths) prints one 'ERROR: ...' line and the traceback "
-        "goes only to OUTPUT_DIR/log.txt",
-    )
-    return parser
+def enable_debug() -> None:
+    """Full tracebacks on the console from now on, in this process and in the processes it starts (--debug)."""
+    os.environ[DEBUG_ENV] = "1"  # spawned processes inherit the environment
 
 
 def log_exception_to_files(e: BaseException, context: str = "") -> None:
