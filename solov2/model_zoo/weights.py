@@ -32,24 +32,27 @@ def _w(release: tuple, file_name: str, mask_ap: float) -> PublishedWeights:
     return PublishedWeights(source, fmt, file_name, hosted, mask_ap)
 
 
-# config name -> the published weights that fit it. mmdetection's SOLOv2 differs from the original in details, so its
-# weights fit the configs written for them (SOLOv2/mmdet/*), not the original release's.
+# config name -> the published weights that fit it. mmdetection's and the original SOLO release's ResNets stride in
+# the 3x3 conv and take RGB input with ImageNet statistics, so their weights fit the configs written for them
+# (SOLOv2/mmdet/*, checked against mmdetection's own SOLOv2 in tests/test_checkpoint_formats.py), not the
+# Detectron2-based release's.
 PUBLISHED_WEIGHTS: Dict[str, List[PublishedWeights]] = {
-    "SOLOv2/R50_1x.yaml": [_w(_SOLO, "SOLOv2_R50_1x.pth", 34.8)],
-    "SOLOv2/R50_3x.yaml": [_w(_ADELAIDET, "SOLOv2_R50_3x.pth", 37.6), _w(_SOLO, "SOLOv2_R50_3x.pth", 37.5)],
-    "SOLOv2/R101_3x.yaml": [_w(_ADELAIDET, "SOLOv2_R101_3x.pth", 39.0), _w(_SOLO, "SOLOv2_R101_3x.pth", 39.1)],
-    "SOLOv2/R101_DCN_3x.yaml": [_w(_SOLO, "SOLOv2_R101_DCN_3x.pth", 41.4)],
-    "SOLOv2/X101_DCN_3x.yaml": [_w(_SOLO, "SOLOv2_X101_DCN_3x.pth", 42.4)],
-    "SOLOv2/Light_448_R18_3x.yaml": [_w(_SOLO, "SOLOv2_LIGHT_448_R18_3x.pth", 29.6)],
-    "SOLOv2/Light_448_R34_3x.yaml": [_w(_SOLO, "SOLOv2_LIGHT_448_R34_3x.pth", 32.0)],
-    "SOLOv2/Light_448_R50_3x.yaml": [_w(_SOLO, "SOLOv2_LIGHT_448_R50_3x.pth", 33.7)],
-    "SOLOv2/Light_512_DCN_R50_3x.yaml": [_w(_SOLO, "SOLOv2_LIGHT_512_DCN_R50_3x.pth", 36.4)],
-    "SOLOv2/mmdet/R50_1x.yaml": [_w(_MMDET, "solov2_r50_fpn_1x_coco", 34.8)],
-    "SOLOv2/mmdet/R50_3x.yaml": [_w(_MMDET, "solov2_r50_fpn_ms-3x_coco", 37.5)],
-    "SOLOv2/mmdet/R101_3x.yaml": [_w(_MMDET, "solov2_r101_fpn_ms-3x_coco", 39.1)],
-    "SOLOv2/mmdet/R101_DCN_3x.yaml": [_w(_MMDET, "solov2_r101-dcn_fpn_ms-3x_coco", 41.2)],
-    "SOLOv2/mmdet/X101_DCN_3x.yaml": [_w(_MMDET, "solov2_x101-dcn_fpn_ms-3x_coco", 42.4)],
-    "SOLOv2/mmdet/Light_448_R18_3x.yaml": [_w(_MMDET, "solov2-light_r18_fpn_ms-3x_coco", 29.7)],
-    "SOLOv2/mmdet/Light_448_R34_3x.yaml": [_w(_MMDET, "solov2-light_r34_fpn_ms-3x_coco", 31.9)],
-    "SOLOv2/mmdet/Light_448_R50_3x.yaml": [_w(_MMDET, "solov2-light_r50_fpn_ms-3x_coco", 33.7)],
+    "SOLOv2/R50_3x.yaml": [_w(_ADELAIDET, "SOLOv2_R50_3x.pth", 37.6)],
+    "SOLOv2/R101_3x.yaml": [_w(_ADELAIDET, "SOLOv2_R101_3x.pth", 39.0)],
+    "SOLOv2/mmdet/R50_3x.yaml": [_w(_MMDET, "solov2_r50_fpn_1x_coco", 34.8),
+                                 _w(_MMDET, "solov2_r50_fpn_ms-3x_coco", 37.5),
+                                 _w(_SOLO, "SOLOv2_R50_1x.pth", 34.8), _w(_SOLO, "SOLOv2_R50_3x.pth", 37.5)],
+    "SOLOv2/mmdet/R101_3x.yaml": [_w(_MMDET, "solov2_r101_fpn_ms-3x_coco", 39.1),
+                                  _w(_SOLO, "SOLOv2_R101_3x.pth", 39.1)],
+    "SOLOv2/mmdet/R101_DCN_3x.yaml": [_w(_MMDET, "solov2_r101-dcn_fpn_ms-3x_coco", 41.2),
+                                      _w(_SOLO, "SOLOv2_R101_DCN_3x.pth", 41.4)],
+    "SOLOv2/mmdet/X101_DCN_3x.yaml": [_w(_MMDET, "solov2_x101-dcn_fpn_ms-3x_coco", 42.4),
+                                      _w(_SOLO, "SOLOv2_X101_DCN_3x.pth", 42.4)],
+    "SOLOv2/mmdet/Light_448_R18_3x.yaml": [_w(_MMDET, "solov2-light_r18_fpn_ms-3x_coco", 29.7),
+                                           _w(_SOLO, "SOLOv2_LIGHT_448_R18_3x.pth", 29.6)],
+    "SOLOv2/mmdet/Light_448_R34_3x.yaml": [_w(_MMDET, "solov2-light_r34_fpn_ms-3x_coco", 31.9),
+                                           _w(_SOLO, "SOLOv2_LIGHT_448_R34_3x.pth", 32.0)],
+    "SOLOv2/mmdet/Light_448_R50_3x.yaml": [_w(_MMDET, "solov2-light_r50_fpn_ms-3x_coco", 33.7),
+                                           _w(_SOLO, "SOLOv2_LIGHT_448_R50_3x.pth", 33.7)],
+    "SOLOv2/mmdet/Light_512_DCN_R50_3x.yaml": [_w(_SOLO, "SOLOv2_LIGHT_512_DCN_R50_3x.pth", 36.4)],
 }
