@@ -18,7 +18,7 @@ from mmdet_helpers import (
     save_mmdet_checkpoint,
 )
 from solov2.checkpoint import Checkpointer, convert_weights, read_description
-from solov2.commands.convert import build_parser as convert_parser
+from solov2.commands.convert import parse_args as convert_args
 from solov2.commands.convert import run as convert_run
 from solov2.checkpoint.formats import MMDET3, OURS, SOLO
 from solov2.config import get_cfg
@@ -230,7 +230,7 @@ def test_convert_checkpoint_writes_our_format(tmp_path):
 
 def convert_main(argv):
     """`solov2 convert` in this process, raising what it refuses (main() would print it as one ERROR line)."""
-    return convert_run(convert_parser().parse_args(argv))
+    return convert_run(convert_args(argv))
 
 
 def test_unknown_mmdet_tensors_are_reported_not_fatal(tmp_path, caplog):

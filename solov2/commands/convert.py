@@ -29,7 +29,7 @@ from ..utils.error_reporting import run_tool
 from ..utils.errors import ConfigError
 from ..utils.logger import setup_logger
 
-__all__ = ["build_parser", "main", "run"]
+__all__ = ["build_parser", "main", "parse_args", "run"]
 
 logger = logging.getLogger("solov2.convert")
 
@@ -38,14 +38,28 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     """The converter's command line."""
     p = argparse.ArgumentParser(
         prog=prog, description="Convert a SOLOv2 weight file (mmdetection 3.x, original SOLO, Detectron2-based "
-        "release, MSRA .pkl, torchvision) to solov2's format")
+        "release, MSRA .pkl, torchvision) to solov2's format",
+        epilog="Config overrides for --config-file: KEY VALUE pairs after IN OUT, or after --opts.")
     p.add_argument("input", metavar="IN", help="the weight file to read")
     p.add_argument("output", metavar="OUT", help="the .pth file to write")
     add_config_arguments(p)
     add_debug_argument(p)
     add_version_argument(p)
-    add_opts_arguments(p)
+    # Trailing KEY VALUE pairs are taken by parse_args below: a REMAINDER positional after IN OUT would also swallow
+    # the flags that follow them (e.g. --config-file).
+    add_opts_arguments(p, trailing=False)
     return p
+
+
+def parse_args(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> argparse.Namespace:
+    """The command line, trailing KEY VALUE overrides (anywhere after IN OUT) in args.opts."""
+    parser = build_parser(prog)
+    args, extra = parser.parse_known_args(argv)
+    unknown = [a for a in extra if a.startswith("--")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.opts = extra
+    return args
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,4 +89,4 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
     """Entry point; returns the exit status (one ERROR line for a user error)."""
-    return run_tool(run, build_parser(prog).parse_args(argv))
+    return run_tool(run, parse_args(argv, prog))
