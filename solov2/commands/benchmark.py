@@ -28,10 +28,8 @@ import torch
 
 from ..config import get_cfg
 from ..engine.arguments import (
+    add_common_arguments,
     add_config_arguments,
-    add_debug_argument,
-    add_opts_arguments,
-    add_version_argument,
     config_file_of,
     config_overrides,
 )
@@ -327,9 +325,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                    help="full: post-processing gets NMS_PRE candidates (worst case, like a trained model on a busy "
                         "image); model: the random model's own scores (nearly no candidates, post-processing ~free)")
     p.add_argument("--output", metavar="FILE", help="write the results as JSON here")
-    add_debug_argument(p)
-    add_version_argument(p)
-    add_opts_arguments(p)
+    add_common_arguments(p)
     return p
 
 

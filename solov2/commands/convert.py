@@ -18,10 +18,8 @@ from typing import List, Optional
 from ..checkpoint.convert import convert_checkpoint
 from ..checkpoint.embedded import describe
 from ..engine.arguments import (
+    add_common_arguments,
     add_config_arguments,
-    add_debug_argument,
-    add_opts_arguments,
-    add_version_argument,
     config_file_of,
     config_overrides,
 )
@@ -43,11 +41,9 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument("input", metavar="IN", help="the weight file to read")
     p.add_argument("output", metavar="OUT", help="the .pth file to write")
     add_config_arguments(p)
-    add_debug_argument(p)
-    add_version_argument(p)
     # Trailing KEY VALUE pairs are taken by parse_args below: a REMAINDER positional after IN OUT would also swallow
     # the flags that follow them (e.g. --config-file).
-    add_opts_arguments(p, trailing=False)
+    add_common_arguments(p, trailing_opts=False)
     return p
 
 

@@ -24,10 +24,8 @@ import torch
 from ..utils.file_io import atomic_write
 from ..checkpoint.embedded import describe
 from ..engine.arguments import (
+    add_common_arguments,
     add_config_arguments,
-    add_debug_argument,
-    add_opts_arguments,
-    add_version_argument,
     config_file_of,
     config_overrides,
 )
@@ -52,9 +50,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["onnx", "pth"],
                    help="onnx: the ONNX graph; pth: weights + config + class names, no optimizer state (default: "
                    "from --output's extension, else onnx)")
-    add_debug_argument(p)
-    add_version_argument(p)
-    add_opts_arguments(p)
+    add_common_arguments(p)
     return p
 
 

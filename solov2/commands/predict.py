@@ -27,10 +27,8 @@ import tqdm
 from ..data.detection_utils import read_image
 from ..engine.arguments import (
     ValuesThenOverrides,
+    add_common_arguments,
     add_config_arguments,
-    add_debug_argument,
-    add_opts_arguments,
-    add_version_argument,
     config_file_of,
     config_overrides,
 )
@@ -71,9 +69,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                         "default 0.5")
     parser.add_argument("--json", action="store_true", help="also write each image's predictions as COCO-style JSON")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's MODEL.DEVICE where available)")
-    add_debug_argument(parser)
-    add_version_argument(parser)
-    add_opts_arguments(parser)
+    add_common_arguments(parser)
     return parser
 
 

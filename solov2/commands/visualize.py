@@ -33,10 +33,8 @@ from ..data import (
 )
 from ..data.detection_utils import SKIP_CORRUPT_HINT
 from ..engine.arguments import (
+    add_common_arguments,
     add_config_arguments,
-    add_debug_argument,
-    add_opts_arguments,
-    add_version_argument,
     config_file_of,
     config_overrides,
 )
@@ -67,9 +65,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument("--output", "--output-dir", dest="output_dir", required=True, metavar="DIR",
                    help="the folder the drawings go to (--output-dir is the old spelling)")
     p.add_argument("--num", type=int, default=20, help="number of images to draw; default 20")
-    add_debug_argument(p)
-    add_version_argument(p)
-    add_opts_arguments(p)
+    add_common_arguments(p)
     return p
 
 

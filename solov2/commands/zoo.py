@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import List, Optional
 
-from ..engine.arguments import add_debug_argument, add_opts_arguments, add_version_argument, config_overrides
+from ..engine.arguments import add_common_arguments, config_overrides
 from ..model_zoo import configs_root, get_config, list_configs, published_weights
 from ..utils.errors import ConfigError
 from ..utils.error_reporting import run_tool
@@ -21,9 +21,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument("--show", metavar="NAME",
                    help="print the full config of this zoo config (its _BASE_ merged, overrides applied)")
     p.add_argument("--paths", action="store_true", help="also print where each config file lies")
-    add_debug_argument(p)
-    add_version_argument(p)
-    add_opts_arguments(p)
+    add_common_arguments(p)
     return p
 
 

@@ -73,6 +73,14 @@ def add_opts_arguments(parser: argparse.ArgumentParser, trailing: bool = True) -
     return parser
 
 
+def add_common_arguments(parser: argparse.ArgumentParser, trailing_opts: bool = True) -> argparse.ArgumentParser:
+    """What every `solov2` subcommand takes besides its own flags: --debug, --version and config overrides in both
+    styles (see add_opts_arguments)."""
+    add_debug_argument(parser)
+    add_version_argument(parser)
+    return add_opts_arguments(parser, trailing=trailing_opts)
+
+
 _KEY_LIKE = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)+")
 
 

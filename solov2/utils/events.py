@@ -148,7 +148,35 @@ class EventWriter:
         """Release files or handles."""
 
 
-class JSONWriter(EventWriter):
+class _FileEventWriter(EventWriter):
+    """A writer of one output file: a write that fails for the file system (disk full, ...) raises one
+    OutputPathError naming `what` and `path`, and the file is left alone from then on (no cascade of errors)."""
+
+    _failed = False
+
+    def write(self) -> None:
+        """Write what is new in the current storage; a full disk is an OutputPathError."""
+        if self._failed:
+            return
+        try:
+            self._write()
+        except Exception as e:  # TensorBoard's OSError comes back from its writer thread, wrapped or later
+            what, path = self._destination()
+            error = output_write_error(what, path, e)
+            if error is None:
+                raise
+            self._failed = True
+            raise error from e
+
+    def _write(self) -> None:
+        raise NotImplementedError
+
+    def _destination(self) -> Tuple[str, str]:
+        """(what the file is, its path) for error messages."""
+        raise NotImplementedError
+
+
+class JSONWriter(_FileEventWriter):
     """Appends one JSON object per iteration (all scalars recorded at it) to a file, e.g. metrics.json."""
 
     def __init__(self, json_file: str, window_size: int = 20) -> None:
@@ -158,20 +186,11 @@ class JSONWriter(EventWriter):
         self._window_size = window_size
         self._last_write = -1
 
-    def write(self) -> None:
-        """Write every iteration that gained scalars since the previous call; a full disk is an OutputPathError."""
-        if self._failed:
-            return
-        try:
-            self._write()
-        except OSError as e:
-            error = output_write_error("the metrics file", self._path, e)
-            if error is None:
-                raise
-            self._failed = True
-            raise error from e
+    def _destination(self) -> Tuple[str, str]:
+        return "the metrics file", self._path
 
     def _write(self) -> None:
+        """Write every iteration that gained scalars since the previous call."""
         storage = get_event_storage()
         by_iter: Dict[int, Dict[str, float]] = defaultdict(dict)
         for k, (v, itr) in storage.latest_with_smoothing_hint(self._window_size).items():
@@ -217,7 +236,7 @@ def _quiet_event_writer_threads() -> None:
     threading.excepthook = hook
 
 
-class TensorboardXWriter(EventWriter):
+class TensorboardXWriter(_FileEventWriter):
     """Writes scalars and images to TensorBoard event files (torch.utils.tensorboard) in `log_dir`."""
 
     def __init__(self, log_dir: str, window_size: int = 20, **kwargs: Any) -> None:
@@ -235,21 +254,11 @@ class TensorboardXWriter(EventWriter):
                 raise
             raise error from e
 
-    def write(self) -> None:
-        """Write scalars recorded since the previous call and the queued images; a full disk is an
-        OutputPathError."""
-        if self._failed:
-            return
-        try:
-            self._write()
-        except Exception as e:  # the event file is written by a thread whose OSError comes back wrapped or later
-            error = output_write_error("the TensorBoard event file", self._writer.get_logdir(), e)
-            if error is None:
-                raise
-            self._failed = True
-            raise error from e
+    def _destination(self) -> Tuple[str, str]:
+        return "the TensorBoard event file", self._writer.get_logdir()
 
     def _write(self) -> None:
+        """Write scalars recorded since the previous call and the queued images."""
         storage = get_event_storage()
         new_last = self._last_write
         for k, (v, itr) in storage.latest_with_smoothing_hint(self._window_size).items():
