@@ -82,6 +82,10 @@ def read_metrics(path: str) -> List[Dict[str, Any]]:
     A torn last line (the run is writing it) is skipped; a record of the same iteration is merged into one.
     """
     by_iter: "OrderedDict[int, Dict[str, Any]]" = OrderedDict()
+    if os.path.exists(path) and not os.path.isfile(path):
+        # A pipe or a device (e.g. /dev/full standing in for a full disk) would be read forever.
+        logger.warning("Not reading '%s': it is not a regular file", path)
+        return []
     with open(path, encoding="utf-8") as f:
         for line in f:
             line = line.strip()
