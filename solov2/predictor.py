@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
+import yaml
 import torch
 
 from .checkpoint.embedded import Description, read_description
@@ -175,6 +176,9 @@ def inference_config(weights: Optional[str] = None, config: Any = None,
     if description.config is not None:
         try:
             cfg.merge_from_other_cfg(cfg.load_cfg(description.config))
+        except yaml.YAMLError as e:  # safe_load: a Python tag is refused, never run
+            raise ConfigError(f"The config held by '{weights}' is not plain YAML ({' '.join(str(e).split())[:200]}): "
+                              "a config that builds Python objects is refused; pass a config file (--config-file)") from e
         except (KeyError, ValueError, AssertionError) as e:
             raise ConfigError(f"The config held by '{weights}' does not fit this version of solov2 ({e}): pass "
                               "the config it was trained with (--config-file)") from e

@@ -138,6 +138,19 @@ def test_yaml_python_tag_in_a_base_file_runs_no_code(tmp_path):
     assert not marker.exists() and not (tmp_path / "out").exists()
 
 
+def test_a_checkpoint_whose_embedded_config_has_a_python_tag_runs_no_code(tmp_path):
+    """The config a checkpoint carries (read by predict/export/--eval-only without --config-file) is plain YAML only."""
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "evil.pth"
+    torch.save({"model": {}, "class_names": ["a"],
+                "config": f'SEED: !!python/object/apply:os.system ["touch {marker}"]\n'}, evil)
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), np.zeros((64, 64, 3), np.uint8))
+    code, _, err = run([DEMO, "--weights", evil, "--input", image, "--output", tmp_path / "out"])
+    assert_error(code, err, f"The config held by '{evil}' is not plain YAML", "is refused")
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
 def test_base_cycle_is_named_with_its_chain(tmp_path):
     (tmp_path / "a.yaml").write_text('_BASE_: "b.yaml"\n')
     (tmp_path / "b.yaml").write_text('_BASE_: "a.yaml"\n')
