@@ -330,6 +330,13 @@ def test_weights_that_do_not_fit_are_refused_unless_intended(split, trained, tmp
                                       "MODEL.WEIGHTS_PARTIAL_OK", "True"))
     assert code == 0, "\n".join(err)
     assert "Checkpoint does not match the model exactly (80 missing" in (tmp_path / "e2" / "log.txt").read_text()
+    # Predicting with a half-loaded model is refused too (the demo; export loads the same way).
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), np.zeros((64, 64, 3), np.uint8))
+    code, _, err = run([DEMO, "--weights", final, "--input", image, "--output", tmp_path / "pred", "MODEL.RESNETS.DEPTH",
+                        "34"])
+    assert_error(code, err, f"MODEL.WEIGHTS '{final}' does not fit this model: 80 of the model's")
+    assert not (tmp_path / "pred").exists()
     # A deeper model's checkpoint into training: most of its parameters are not in the model.
     deeper = tmp_path / "r101ish.pth"
     code, _, err = run(["-c", "import torch, sys; from solov2.config import get_cfg; from solov2.modeling import "

@@ -58,13 +58,14 @@ def write_slim_checkpoint(cfg, class_names: Optional[List[str]], path: str) -> s
     """Write MODEL.WEIGHTS's model weights with the config and class names (no optimizer or trainer state) to `path`,
     atomically; the file is all `solov2 predict --weights` and `solov2 export --weights` need."""
     from ..checkpoint import Checkpointer
+    from ..checkpoint.weight_checks import weights_check_mode
     from ..modeling import build_model
 
     cfg = cfg.clone()
     cfg.defrost()
     cfg.MODEL.DEVICE = "cpu"
     model = build_model(cfg)
-    Checkpointer(model).load(cfg.MODEL.WEIGHTS)
+    Checkpointer(model, weights_check=weights_check_mode(cfg, eval_only=True)).load(cfg.MODEL.WEIGHTS)
     cfg.MODEL.WEIGHTS = ""  # the file itself holds the weights
     data = {"model": model.state_dict(), **describe(cfg.dump(), class_names)}
     try:

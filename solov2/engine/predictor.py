@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import Checkpointer
+from ..checkpoint.weight_checks import weights_check_mode
 from ..data.detection_utils import as_bgr_image, resize_for_test
 from ..modeling import build_model
 from ..utils.errors import ConfigError
@@ -29,7 +30,7 @@ class DefaultPredictor:
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg).eval()
         if cfg.MODEL.WEIGHTS:
-            Checkpointer(self.model).load(cfg.MODEL.WEIGHTS)
+            Checkpointer(self.model, weights_check=weights_check_mode(cfg, eval_only=True)).load(cfg.MODEL.WEIGHTS)
         self.min_size = cfg.INPUT.MIN_SIZE_TEST
         self.max_size = cfg.INPUT.MAX_SIZE_TEST
         self.input_format = cfg.INPUT.FORMAT

@@ -230,6 +230,7 @@ def export_from_config(cfg: Any, path: str, class_names: Optional[Sequence[str]]
     """Build the config's model, load MODEL.WEIGHTS and export it to `path` (see export_onnx); the file's metadata
     holds what ONNXPredictor needs besides it (onnx_metadata), `class_names` included."""
     from ..checkpoint import Checkpointer
+    from ..checkpoint.weight_checks import weights_check_mode
     from ..modeling import build_model
 
     check_writable_output(path)  # before minutes of building and tracing
@@ -239,7 +240,7 @@ def export_from_config(cfg: Any, path: str, class_names: Optional[Sequence[str]]
     model = build_model(cfg)
     check_exportable(model)  # before loading weights, which may take long
     if cfg.MODEL.WEIGHTS:
-        Checkpointer(model).load(cfg.MODEL.WEIGHTS)
+        Checkpointer(model, weights_check=weights_check_mode(cfg, eval_only=True)).load(cfg.MODEL.WEIGHTS)
     else:
         logger.warning("MODEL.WEIGHTS is empty: exporting a RANDOMLY INITIALISED model")
     return export_onnx(model, path, cfg.INPUT.FORMAT, metadata=onnx_metadata(cfg, class_names))
